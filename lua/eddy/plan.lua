@@ -1,0 +1,276 @@
+-- From a job's nodes to the runtime's vertices, and running them.
+--
+-- Physical nodes (sources and operators) are grouped into vertices: an
+-- operator joins its input's vertex (is "chained", records stay Lua values
+-- and are handed over by a function call) when it has a single input, no
+-- partitioning in between and the same parallelism, as in Flink. Otherwise
+-- it starts a vertex of its own, and records reach it over the runtime's
+-- channels, partitioned by key group (key_by), round robin (rebalance or a
+-- change of parallelism) or one to one (forward).
+--
+-- Each subtask of a vertex builds its own instances of the vertex's nodes,
+-- from the last to the first, so that every node's `env.emit` is ready when
+-- it is built:
+--   env.emit(v)       the node's main output (chained pushes and emitters)
+--   env.side(tag)     the function for side output `tag`, or nil
+--   env.task          the runtime subtask (index, parallelism, timestamp)
+--   env.ctx           the process context (keyed state for keyed vertices)
+--   env.report        a table the node may fill with counters for the result
+
+local core = require "eddy.core"
+local context = require "eddy.context"
+
+local M = {}
+
+-- The physical inputs behind a node's inputs, through virtual nodes: a list
+-- of { node =, part =, key =, tag = }. The partitioning closest to the
+-- consumer wins, as when a stream is partitioned twice.
+local function physical_inputs(node)
+  local found = {}
+  local function resolve(n, part, key, key_desc, tag)
+    if n.kind == "partition" then
+      if part then
+        return resolve(n.inputs[1], part, key, key_desc, tag)
+      end
+      return resolve(n.inputs[1], n.part, n.key, n.key_desc, tag)
+    elseif n.kind == "union" then
+      for _, i in ipairs(n.inputs) do
+        resolve(i, part, key, key_desc, tag)
+      end
+    elseif n.kind == "side" then
+      return resolve(n.inputs[1], part, key, key_desc, n.tag)
+    else
+      found[#found + 1] = { node = n, part = part, key = key, key_desc = key_desc, tag = tag }
+    end
+  end
+  for _, i in ipairs(node.inputs) do
+    resolve(i, nil, nil, nil, nil)
+  end
+  return found
+end
+
+-- Calls every function of a list; copies the record for all consumers but
+-- the last, so that one consumer changing a table cannot change what the
+-- next one sees.
+local function fanout(list)
+  local n = #list
+  if n == 0 then
+    return function() end
+  elseif n == 1 then
+    return list[1]
+  end
+  local encode, decode = core.encode, core.decode
+  return function(v)
+    for i = 1, n - 1 do
+      list[i](type(v) == "table" and decode(encode(v)) or v)
+    end
+    list[n](v)
+  end
+end
+
+local function display_name(node)
+  local name = node.label or node.name
+  if node.uid and node.label then
+    name = name .. " [" .. node.uid .. "]"
+  end
+  return name
+end
+
+-- Groups the job's physical nodes into vertices. Returns the vertex list;
+-- each vertex has nodes (in graph order), parallelism, max_parallelism,
+-- source, keyed, inputs (edges), and each node gets `consumers`
+-- ({ chain = node } or { edge = e, key = selector }) per output: main
+-- output under consumers.main, side outputs under consumers.side[tag].
+function M.compile(job)
+  local cfg = job.config
+  local vertices, vertex_of = {}, {}
+  local function default_parallelism(n)
+    if n.kind == "source" then
+      return n.default_parallelism or 1
+    end
+    return cfg.parallelism
+  end
+  local function consumers_of(n, tag)
+    n.consumers = n.consumers or { main = {}, side = {} }
+    if tag == nil then
+      return n.consumers.main
+    end
+    local list = n.consumers.side[tag]
+    if not list then
+      list = {}
+      n.consumers.side[tag] = list
+    end
+    return list
+  end
+
+  for _, n in ipairs(job.nodes) do
+    n.consumers = nil -- compiling again (graph(), then run()) starts afresh
+  end
+  for _, n in ipairs(job.nodes) do
+    if n.kind == "source" or n.kind == "op" then
+      n.consumers = n.consumers or { main = {}, side = {} }
+      local p = n.parallelism or default_parallelism(n)
+      n.effective_parallelism = p
+      local ins = n.kind == "op" and physical_inputs(n) or {}
+      local only = ins[1]
+      if #ins == 1 and only.part == nil and only.node.effective_parallelism == p and not n.keyed then
+        local v = vertex_of[only.node]
+        v.nodes[#v.nodes + 1] = n
+        vertex_of[n] = v
+        local list = consumers_of(only.node, only.tag)
+        list[#list + 1] = { chain = n }
+      else
+        local v = {
+          id = #vertices, nodes = { n }, parallelism = p, source = n.kind == "source",
+          keyed = n.keyed or false, inputs = {},
+          max_parallelism = cfg.max_parallelism or core.default_max_parallelism(p),
+        }
+        if v.parallelism > v.max_parallelism then
+          error(("eddy.job: %s has parallelism %d, above the max parallelism %d")
+            :format(display_name(n), p, v.max_parallelism), 0)
+        end
+        vertices[#vertices + 1] = v
+        vertex_of[n] = v
+        for _, input in ipairs(ins) do
+          local from = vertex_of[input.node]
+          local part = input.part or (from.parallelism == p and "forward" or "rebalance")
+          if n.keyed and part ~= "keyed" then
+            error(("eddy.job: %s needs a keyed stream"):format(display_name(n)), 0)
+          end
+          local e = { from = from, to = v, part = part, key = input.key,
+                      key_desc = input.key_desc }
+          v.inputs[#v.inputs + 1] = e
+          local list = consumers_of(input.node, input.tag)
+          list[#list + 1] = { edge = e, key = input.key }
+        end
+      end
+    end
+  end
+  for _, v in ipairs(vertices) do
+    local names = {}
+    for i, n in ipairs(v.nodes) do
+      names[i] = display_name(n)
+    end
+    v.name = table.concat(names, " -> ")
+  end
+  return vertices
+end
+
+-- The handler of one subtask of vertex v (see src/lua/job.c).
+local function open_subtask(job, v, task, keyed)
+  local function timestamp() return task:timestamp() end
+  -- only the vertex's first operator is keyed: the ones chained after it
+  -- see records, not keys
+  local function new_ctx(is_head)
+    return context.new {
+      keyed = is_head and keyed or nil,
+      subtask = task:index(),
+      parallelism = task:parallelism(),
+      timestamp = timestamp,
+    }
+  end
+  local instances = {}
+  local push_of = {}
+  for i = #v.nodes, 1, -1 do
+    local n = v.nodes[i]
+    local function targets(list)
+      local fns = {}
+      for _, c in ipairs(list) do
+        if c.chain then
+          fns[#fns + 1] = push_of[c.chain]
+        else
+          local emit = task:emitter(c.edge.output)
+          if c.key then
+            local key = c.key
+            fns[#fns + 1] = function(value) emit(value, key(value)) end
+          else
+            fns[#fns + 1] = emit
+          end
+        end
+      end
+      return fanout(fns)
+    end
+    local side = {}
+    for tag, list in pairs(n.consumers.side) do
+      side[tag] = targets(list)
+    end
+    local env = {
+      emit = targets(n.consumers.main),
+      side = function(tag) return side[tag] end,
+      task = task,
+      ctx = new_ctx(i == 1),
+      report = job.reports[n],
+    }
+    local inst = n.build(env)
+    instances[i] = inst
+    push_of[n] = inst.push
+  end
+  local head = instances[1]
+  local handler = {}
+  if v.source then
+    handler.poll = head.poll
+  else
+    handler.push = head.push
+  end
+  -- end of input: finish every node in graph order, so a node's last
+  -- records still reach the nodes after it
+  function handler.finish()
+    for _, inst in ipairs(instances) do
+      if inst.finish then
+        inst.finish()
+      end
+    end
+  end
+  function handler.close()
+    local first_err
+    for _, inst in ipairs(instances) do
+      if inst.close then
+        local ok, err = pcall(inst.close)
+        if not ok and first_err == nil then
+          first_err = err
+        end
+      end
+    end
+    if first_err ~= nil then
+      error(first_err, 0)
+    end
+  end
+  return handler
+end
+
+function M.run(job, vertices)
+  local cj = core.job_new()
+  for _, v in ipairs(vertices) do
+    local id = cj:add_vertex {
+      name = v.name, parallelism = v.parallelism, max_parallelism = v.max_parallelism,
+      source = v.source, keyed = v.keyed,
+      open = function(task, keyed) return open_subtask(job, v, task, keyed) end,
+    }
+    assert(id == v.id)
+  end
+  for _, v in ipairs(vertices) do
+    for _, e in ipairs(v.inputs) do
+      e.output = cj:connect(e.from.id, v.id, e.part)
+    end
+  end
+  cj:run()
+  return cj:stats()
+end
+
+-- A readable description of the compiled graph.
+function M.describe(job, vertices)
+  local cfg = job.config
+  local lines = { ("job %q (parallelism %d%s)"):format(cfg.name, cfg.parallelism,
+    cfg.max_parallelism and (", max parallelism " .. cfg.max_parallelism) or "") }
+  for _, v in ipairs(vertices) do
+    lines[#lines + 1] = ("  [%d] %s  (parallelism %d%s)"):format(v.id + 1, v.name, v.parallelism,
+      v.keyed and (", keyed state, max parallelism " .. v.max_parallelism) or "")
+    for _, e in ipairs(v.inputs) do
+      lines[#lines + 1] = ("      <- [%d] %s%s"):format(e.from.id + 1, e.part,
+        e.key_desc and (" by " .. e.key_desc) or "")
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+return M

@@ -1,0 +1,102 @@
+-- The sinks of API.md, added to Stream as methods. A sink is an operator
+-- without outputs; its default parallelism is the job's, as in Flink.
+
+local core = require "eddy.core"
+local config = require "eddy.config"
+local inspect = require "eddy.inspect"
+local stream = require "eddy.stream"
+
+local Stream = stream.Stream
+
+local function sink_node(self, name, build)
+  return self:_op(name, build, { sink = true })
+end
+
+local function text_of(v)
+  if type(v) == "string" then
+    return v
+  end
+  return inspect(v, { oneline = true })
+end
+
+local print_opts = { prefix = config.string() }
+
+-- Flink's print(): with parallelism above 1 each line starts with the
+-- subtask's number ("3> "), after the prefix if there is one ("id:3> ").
+function Stream:print(opts)
+  opts = config.check_options(opts or {}, print_opts, "print", 3)
+  local prefix = opts.prefix or ""
+  return sink_node(self, "print", function(env)
+    local task = env.task
+    local head = prefix
+    if task:parallelism() > 1 then
+      head = head .. (head == "" and "" or ":") .. (task:index() + 1)
+    end
+    if head ~= "" then
+      head = head .. "> "
+    end
+    local out = io.stdout
+    return {
+      push = function(v) out:write(head, text_of(v), "\n") end,
+      finish = function() out:flush() end,
+    }
+  end)
+end
+
+function Stream:sink(fn)
+  if type(fn) ~= "function" then
+    error("sink: expected a function", 2)
+  end
+  return sink_node(self, "sink", function()
+    return { push = fn }
+  end)
+end
+
+local Collected = {}
+Collected.__index = Collected
+
+-- The records that reached the sink, in arrival order, after job:run().
+function Collected:values()
+  return self._values
+end
+
+function Stream:collect()
+  local collected = setmetatable({ _values = {} }, Collected)
+  sink_node(self, "collect", function()
+    local values = collected._values
+    return { push = function(v) values[#values + 1] = v end }
+  end)
+  return collected
+end
+
+local file_opts = {
+  format = config.enum { "jsonl", "csv", "lines" },
+  header = config.boolean(),
+  delimiter = config.string(),
+  transactional = config.boolean(),
+}
+
+-- Part files dir/part-<subtask>-<seq>, one per subtask and run.
+function Stream:to_file(dir, opts)
+  if type(dir) ~= "string" or dir == "" then
+    error("to_file: expected a directory path", 2)
+  end
+  opts = config.check_options(opts or {}, file_opts, "to_file", 3)
+  if opts.transactional then
+    error("to_file: transactional files need checkpoints, which are not available in this version of eddy", 2)
+  end
+  local format = opts.format or "jsonl"
+  return sink_node(self, "to_file(" .. dir .. ")", function(env)
+    local writer = core.writer_open {
+      dir = dir, subtask = env.task:index(), format = format,
+      header = opts.header ~= false, delimiter = opts.delimiter,
+    }
+    return {
+      push = function(v) writer:write(v) end,
+      finish = function() writer:close() end,
+      close = function() writer:close() end,
+    }
+  end)
+end
+
+return Stream

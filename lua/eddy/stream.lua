@@ -1,0 +1,344 @@
+-- Streams: what a job script writes (`src:map(f):key_by("k"):process(...)`).
+-- Each method adds a node to the job's graph and returns a new stream over
+-- it; nothing runs until job:run(). The nodes are compiled into vertices of
+-- chained operators by eddy.plan.
+--
+-- A node has a `kind`:
+--   "source", "op"  physical: they run; `build(env)` makes one subtask's
+--                   instance of them (see eddy.plan for env)
+--   "partition"     virtual: how records reach the next operator
+--                   (keyed, rebalance, broadcast)
+--   "union"         virtual: several inputs feeding one operator
+--   "side"          virtual: the side output `tag` of an operator
+
+local context = require "eddy.context"
+local inspect = require "eddy.inspect"
+
+local M = {}
+
+local Stream = {}
+Stream.__index = Stream
+local KeyedStream = setmetatable({}, { __index = Stream })
+KeyedStream.__index = KeyedStream
+M.Stream, M.KeyedStream = Stream, KeyedStream
+
+local function wrap(job, node, mt)
+  return setmetatable({ _job = job, _node = node }, mt or Stream)
+end
+M.wrap = wrap
+
+local function check_fn(f, what, level)
+  if type(f) ~= "function" then
+    error(("%s: expected a function, got %s"):format(what, type(f)), (level or 2) + 1)
+  end
+end
+
+local function check_uid(uid, what, level)
+  if type(uid) ~= "string" or uid == "" then
+    error(("%s: the first argument must be the operator's uid (a non-empty string), got %s")
+      :format(what, inspect(uid, { oneline = true })), (level or 2) + 1)
+  end
+end
+
+-- Adds an operator node fed by this stream.
+function Stream:_op(name, build, extra)
+  local node = { kind = "op", name = name, build = build, inputs = { self._node } }
+  for k, v in pairs(extra or {}) do
+    node[k] = v
+  end
+  self._job:_add(node)
+  return wrap(self._job, node)
+end
+
+-- A short text of a record for error messages.
+local function show(v)
+  local s = inspect(v, { oneline = true })
+  if #s > 120 then
+    s = s:sub(1, 117) .. "..."
+  end
+  return s
+end
+M.show = show
+
+function Stream:map(f)
+  check_fn(f, "map")
+  return self:_op("map", function(env)
+    local emit = env.emit
+    return {
+      push = function(v)
+        local r = f(v)
+        if r == nil then
+          error("map: the function returned nil for " .. show(v)
+            .. " (use filter or flat_map to drop records)", 0)
+        end
+        emit(r)
+      end,
+    }
+  end)
+end
+
+function Stream:filter(f)
+  check_fn(f, "filter")
+  return self:_op("filter", function(env)
+    local emit = env.emit
+    return {
+      push = function(v)
+        if f(v) then
+          emit(v)
+        end
+      end,
+    }
+  end)
+end
+
+function Stream:flat_map(f)
+  check_fn(f, "flat_map")
+  return self:_op("flat_map", function(env)
+    local out = context.collector(env.emit, env.side)
+    return { push = function(v) f(v, out) end }
+  end)
+end
+
+-- Returns the key selector for key_by: a field name or a function. A nil
+-- key is refused here, with the record, rather than deep in the runtime.
+local function key_selector(key)
+  if type(key) == "string" or math.type(key) == "integer" then
+    local field = key
+    return function(v)
+      local k = type(v) == "table" and v[field] or nil
+      if k == nil then
+        error(("key_by(%s): the record has no field %s: %s")
+          :format(show(field), show(field), show(v)), 0)
+      end
+      return k
+    end, show(field)
+  elseif type(key) == "function" then
+    return function(v)
+      local k = key(v)
+      if k == nil then
+        error("key_by: the key function returned nil for " .. show(v), 0)
+      end
+      return k
+    end, "a function"
+  end
+  error(("key_by: expected a field name or a function, got %s"):format(type(key)), 3)
+end
+M.key_selector = key_selector
+
+function Stream:key_by(key)
+  local selector, desc = key_selector(key)
+  local node = { kind = "partition", part = "keyed", key = selector, key_desc = desc,
+                 name = "key_by(" .. desc .. ")", inputs = { self._node } }
+  self._job:_add(node)
+  return wrap(self._job, node, KeyedStream)
+end
+
+function Stream:rebalance()
+  local node = { kind = "partition", part = "rebalance", name = "rebalance", inputs = { self._node } }
+  self._job:_add(node)
+  return wrap(self._job, node)
+end
+
+function Stream:union(...)
+  local inputs = { self._node }
+  for i = 1, select("#", ...) do
+    local other = select(i, ...)
+    if getmetatable(other) ~= Stream and getmetatable(other) ~= KeyedStream then
+      error(("union: argument %d is not a stream"):format(i), 2)
+    end
+    if other._job ~= self._job then
+      error(("union: argument %d belongs to another job"):format(i), 2)
+    end
+    inputs[#inputs + 1] = other._node
+  end
+  local node = { kind = "union", name = "union", inputs = inputs }
+  self._job:_add(node)
+  return wrap(self._job, node)
+end
+
+function Stream:broadcast()
+  error("stream:broadcast is not available in this version of eddy", 2)
+end
+
+function Stream:side_output(tag)
+  if tag == nil then
+    error("side_output: a tag is required", 2)
+  end
+  local n = self._node
+  if n.kind ~= "op" then
+    error("side_output: only an operator's stream has side outputs", 2)
+  end
+  local node = { kind = "side", tag = tag, name = "side_output(" .. show(tag) .. ")", inputs = { n } }
+  self._job:_add(node)
+  return wrap(self._job, node)
+end
+
+function Stream:uid(uid)
+  check_uid(uid, "uid")
+  local n = self._node
+  if n.kind ~= "op" and n.kind ~= "source" then
+    error("uid: set the uid on an operator, not on a " .. n.kind, 2)
+  end
+  n.uid = uid
+  return self
+end
+
+function Stream:name(label)
+  if type(label) ~= "string" then
+    error("name: expected a string", 2)
+  end
+  self._node.label = label
+  return self
+end
+
+function Stream:parallelism(n)
+  if math.type(n) ~= "integer" or n < 1 or n > 32768 then
+    error(("parallelism: expected an integer from 1 to 32768, got %s"):format(show(n)), 2)
+  end
+  local node = self._node
+  if node.kind ~= "op" and node.kind ~= "source" then
+    error("parallelism: set it on an operator, not on a " .. node.kind
+      .. " (call it after the next operator)", 2)
+  end
+  if node.max_parallelism_one and n > 1 then
+    error(("parallelism: %s is not a parallel source"):format(node.name), 2)
+  end
+  node.parallelism = n
+  return self
+end
+
+function Stream:assign_timestamps()
+  error("assign_timestamps is not available in this version of eddy", 2)
+end
+
+-- Non-keyed process: a process function without keyed state.
+function Stream:process(uid, fns)
+  check_uid(uid, "process")
+  if type(fns) ~= "table" or type(fns.process) ~= "function" then
+    error("process: expected a table with a process function", 2)
+  end
+  for _, hook in ipairs { "initialize_state", "snapshot_state" } do
+    if fns[hook] ~= nil then
+      error("process: " .. hook .. " is not available in this version of eddy", 2)
+    end
+  end
+  return self:_op("process " .. uid, function(env)
+    return M.process_instance(env, fns)
+  end, { uid = uid })
+end
+
+-- One subtask's instance of a process function (keyed or not).
+function M.process_instance(env, fns)
+  local ctx = env.ctx
+  local out = context.collector(env.emit, env.side)
+  local process = fns.process
+  if fns.open then
+    fns.open(ctx)
+  end
+  return {
+    push = function(v) process(ctx, v, out) end,
+    close = fns.close and function() fns.close(ctx) end,
+  }
+end
+
+-- ---- keyed streams ----
+
+local function keyed_op(self, name, uid, build)
+  local node = { kind = "op", name = name, uid = uid, keyed = true, build = build,
+                 inputs = { self._node } }
+  self._job:_add(node)
+  return wrap(self._job, node)
+end
+
+function KeyedStream:process(uid, fns)
+  check_uid(uid, "process")
+  if type(fns) ~= "table" or type(fns.process) ~= "function" then
+    error("process: expected a table with a process function", 2)
+  end
+  for k, v in pairs(fns) do
+    if k ~= "open" and k ~= "process" and k ~= "close" and k ~= "on_timer" then
+      error(("process: unknown function '%s' (expected open, process, on_timer, close)"):format(tostring(k)), 2)
+    elseif type(v) ~= "function" then
+      error(("process: '%s' must be a function"):format(k), 2)
+    end
+  end
+  if fns.on_timer then
+    error("process: on_timer (timers) is not available in this version of eddy", 2)
+  end
+  return keyed_op(self, "process " .. uid, uid, function(env)
+    return M.process_instance(env, fns)
+  end)
+end
+
+-- Flink's keyed reduce: emits the running reduction of each key.
+function KeyedStream:reduce(uid, f)
+  check_uid(uid, "reduce")
+  check_fn(f, "reduce")
+  return keyed_op(self, "reduce " .. uid, uid, function(env)
+    local state = env.ctx:value_state("reduce")
+    local emit = env.emit
+    return {
+      push = function(v)
+        local acc = state:value()
+        if acc == nil then
+          acc = v
+        else
+          acc = f(acc, v)
+          if acc == nil then
+            error("reduce: the function returned nil", 0)
+          end
+        end
+        state:update(acc)
+        emit(acc)
+      end,
+    }
+  end)
+end
+
+-- Flink's keyed sum: the first record of a key, with `field` replaced by
+-- the running sum (or the running sum itself for a stream of numbers).
+function KeyedStream:sum(uid, field)
+  check_uid(uid, "sum")
+  return keyed_op(self, "sum " .. uid, uid, function(env)
+    local state = env.ctx:value_state("sum")
+    local emit = env.emit
+    local function number_of(v)
+      local n
+      if field == nil then
+        n = v
+      elseif type(v) == "table" then
+        n = v[field]
+      end
+      if type(n) ~= "number" then
+        error(("sum(%s): %s has no number%s"):format(show(field), show(v),
+          field == nil and "" or " in field " .. show(field)), 0)
+      end
+      return n
+    end
+    return {
+      push = function(v)
+        local acc = state:value()
+        if acc == nil then
+          number_of(v)
+          acc = v
+        elseif field == nil then
+          acc = acc + number_of(v)
+        else
+          acc[field] = number_of(acc) + number_of(v)
+        end
+        state:update(acc)
+        emit(acc)
+      end,
+    }
+  end)
+end
+
+function KeyedStream:window()
+  error("keyed:window is not available in this version of eddy", 2)
+end
+
+function KeyedStream:connect()
+  error("keyed:connect is not available in this version of eddy", 2)
+end
+
+return M

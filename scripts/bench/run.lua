@@ -1,0 +1,47 @@
+-- make bench: runs each benchmark beside its baseline, alternating, 5 times
+-- each, and prints the medians and their ratio. Benchmarks print a line
+-- with records_per_second=N.
+--   lua5.4 scripts/bench/run.lua [runs]
+
+local runs = tonumber(arg and arg[1]) or 5
+local lua = os.getenv("LUA") or "lua5.4"
+
+local pairs_to_run = {
+  { name = "keyed_count (heap, inline, p=1)", bench = "scripts/bench/keyed_count.lua",
+    baseline = "scripts/bench/keyed_count_plain.lua", baseline_name = "plain Lua table",
+    target = 0.4 },
+}
+
+local function measure(script)
+  local p = assert(io.popen(lua .. " " .. script .. " 2>&1"))
+  local out = p:read("a")
+  local ok = p:close()
+  local rate = tonumber(out:match("records_per_second=(%d+)"))
+  if not ok or not rate then
+    error(script .. " failed:\n" .. out)
+  end
+  return rate
+end
+
+local function median(t)
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+
+local function fmt(n)
+  return tostring(math.floor(n + 0.5)):reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+end
+
+for _, b in ipairs(pairs_to_run) do
+  local eddy_rates, base_rates = {}, {}
+  for i = 1, runs do
+    eddy_rates[i] = measure(b.bench)
+    base_rates[i] = measure(b.baseline)
+    io.write(("  run %d: eddy %s records/s, %s %s records/s\n")
+      :format(i, fmt(eddy_rates[i]), b.baseline_name, fmt(base_rates[i])))
+  end
+  local e, base = median(eddy_rates), median(base_rates)
+  io.write(("%s: median %s records/s; %s: median %s records/s; ratio %.2f (target >= %.2f)\n")
+    :format(b.name, fmt(e), b.baseline_name, fmt(base), e / base, b.target))
+end

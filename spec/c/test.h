@@ -1,0 +1,79 @@
+/*
+ * A tiny C test harness: CHECK(expr) reports file:line and the expression
+ * and counts a failure; TEST_MAIN runs the listed test functions and exits
+ * non-zero if any check failed. Enough for engine unit tests, which must
+ * run under the sanitizers without any framework.
+ */
+#ifndef EDDY_TEST_H
+#define EDDY_TEST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int test_failures;
+static int test_checks;
+
+#define CHECK(expr)                                                          \
+  do {                                                                       \
+    test_checks++;                                                           \
+    if (!(expr)) {                                                           \
+      test_failures++;                                                       \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #expr); \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                   \
+  do {                                                                       \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                    \
+    test_checks++;                                                           \
+    if (va_ != vb_) {                                                        \
+      test_failures++;                                                       \
+      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__,    \
+              __LINE__, #a, #b, va_, vb_);                                   \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_EQ_STR(a, b)                                                   \
+  do {                                                                       \
+    const char *sa_ = (a), *sb_ = (b);                                       \
+    test_checks++;                                                           \
+    if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {               \
+      test_failures++;                                                       \
+      fprintf(stderr, "%s:%d: %s == %s failed: \"%s\" != \"%s\"\n",          \
+              __FILE__, __LINE__, #a, #b, sa_ ? sa_ : "(null)",              \
+              sb_ ? sb_ : "(null)");                                         \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_MEM(a, alen, b, blen)                                          \
+  CHECK((size_t)(alen) == (size_t)(blen) && memcmp((a), (b), (alen)) == 0)
+
+typedef void (*test_fn)(void);
+typedef struct test_case {
+  const char *name;
+  test_fn fn;
+} test_case;
+
+#define TEST(fn) {#fn, fn}
+
+static inline int test_run(const char *suite, const test_case *cases, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    int before = test_failures;
+    cases[i].fn();
+    if (test_failures != before)
+      fprintf(stderr, "%s: %s FAILED\n", suite, cases[i].name);
+  }
+  printf("%s: %d checks, %d failed\n", suite, test_checks, test_failures);
+  return test_failures ? 1 : 0;
+}
+
+#define TEST_MAIN(suite, ...)                                                \
+  int main(void)                                                             \
+  {                                                                          \
+    static const test_case cases[] = {__VA_ARGS__};                          \
+    return test_run(suite, cases, sizeof cases / sizeof cases[0]);           \
+  }
+
+#endif

@@ -1,0 +1,1110 @@
+/*
+ * The heap backend through the public functions of backend.h: what every
+ * backend must do (absent rows, overwrites, namespaces, lists, maps, sorted
+ * output, snapshot cursors) plus the argument checks of the wrappers, whose
+ * messages end up in front of users.
+ */
+#include "test.h"
+
+#include <stdint.h>
+
+#include "state/backend.h"
+#include "state/keygroup.h"
+#include "util/msgpack.h"
+
+#define MAXP 128
+
+static eddy_backend *new_backend(int first, int last)
+{
+  eddy_backend_config cfg = {MAXP, first, last};
+  eddy_backend *b = NULL;
+  eddy_err err = {0, ""};
+  CHECK_EQ_INT(eddy_heap_backend_new(&cfg, &b, &err), EDDY_OK);
+  CHECK(b != NULL);
+  return b;
+}
+
+static uint32_t reg(eddy_backend *b, const char *name, eddy_state_kind kind)
+{
+  uint32_t id = UINT32_MAX;
+  CHECK_EQ_INT(eddy_backend_register(b, name, kind, &id), EDDY_OK);
+  return id;
+}
+
+/* Encoded values live in small fixed buffers so the tests read plainly. */
+typedef struct enc {
+  unsigned char data[64];
+  size_t len;
+} enc;
+
+static enc from_buf(eddy_buf *buf)
+{
+  enc e;
+  CHECK(buf->len <= sizeof e.data);
+  e.len = buf->len < sizeof e.data ? buf->len : sizeof e.data;
+  memcpy(e.data, buf->data, e.len);
+  eddy_buf_free(buf);
+  return e;
+}
+
+static enc mp_int(int64_t v)
+{
+  eddy_buf buf = EDDY_BUF_INIT;
+  CHECK_EQ_INT(eddy_mp_write_int(&buf, v), EDDY_OK);
+  return from_buf(&buf);
+}
+
+static enc mp_str(const char *s)
+{
+  eddy_buf buf = EDDY_BUF_INIT;
+  CHECK_EQ_INT(eddy_mp_write_str(&buf, s, strlen(s)), EDDY_OK);
+  return from_buf(&buf);
+}
+
+/* A window namespace as windows.lua writes it: [start, end]. */
+static enc mp_window(int64_t start, int64_t end)
+{
+  eddy_buf buf = EDDY_BUF_INIT;
+  CHECK_EQ_INT(eddy_mp_write_array(&buf, 2), EDDY_OK);
+  CHECK_EQ_INT(eddy_mp_write_int(&buf, start), EDDY_OK);
+  CHECK_EQ_INT(eddy_mp_write_int(&buf, end), EDDY_OK);
+  return from_buf(&buf);
+}
+
+static eddy_row row_of(uint32_t state, int kg, const enc *key, const enc *ns)
+{
+  eddy_row r = {state, kg, key->data, key->len, NULL, 0};
+  if (ns != NULL) {
+    r.ns = ns->data;
+    r.ns_len = ns->len;
+  }
+  return r;
+}
+
+static void check_value(eddy_backend *b, const eddy_row *r, const enc *want)
+{
+  eddy_slice v = {NULL, 0};
+  CHECK_EQ_INT(eddy_backend_get(b, r, &v), EDDY_OK);
+  CHECK_MEM(v.data, v.len, want->data, want->len);
+}
+
+static void check_absent(eddy_backend *b, const eddy_row *r)
+{
+  eddy_slice v = {NULL, 0};
+  CHECK_EQ_INT(eddy_backend_get(b, r, &v), EDDY_ENOTFOUND);
+}
+
+static int contains(const char *haystack, const char *needle)
+{
+  return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+/* A small deterministic generator, so failures reproduce. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint32_t rnd(void)
+{
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state >> 16);
+}
+
+/*
+ * Fault injection, as in SQLite's and Lua's test builds: outside ASan
+ * (which owns malloc in its builds) the test replaces malloc, calloc and
+ * realloc with versions that fail one call in fail_one_in while it is not
+ * 0, so that every out-of-memory path of the backend gets taken.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define FAULTS 0
+static unsigned fail_one_in;
+#else
+#define FAULTS 1
+void *__libc_malloc(size_t n);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t n);
+
+static unsigned fail_one_in;
+
+static int should_fail(void)
+{
+  return fail_one_in != 0 && rnd() % fail_one_in == 0;
+}
+
+void *malloc(size_t n) { return should_fail() ? NULL : __libc_malloc(n); }
+
+void *calloc(size_t n, size_t size)
+{
+  return should_fail() ? NULL : __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+  return should_fail() ? NULL : __libc_realloc(p, n);
+}
+#endif
+
+static void shuffle(int *v, int n)
+{
+  for (int i = n - 1; i > 0; i--) {
+    int j = (int)(rnd() % (uint32_t)(i + 1));
+    int t = v[i];
+    v[i] = v[j];
+    v[j] = t;
+  }
+}
+
+static void test_create(void)
+{
+  eddy_backend *b = NULL;
+  eddy_err err = {0, ""};
+  eddy_backend_config bad = {128, 10, 5};
+  CHECK_EQ_INT(eddy_heap_backend_new(&bad, &b, &err), EDDY_EINVAL);
+  CHECK(contains(err.msg, "bad key-group range [10, 5]"));
+  CHECK(b == NULL);
+  bad = (eddy_backend_config){128, 0, 128};
+  CHECK_EQ_INT(eddy_heap_backend_new(&bad, &b, &err), EDDY_EINVAL);
+  bad = (eddy_backend_config){0, 0, 0};
+  CHECK_EQ_INT(eddy_heap_backend_new(&bad, &b, &err), EDDY_EINVAL);
+  bad = (eddy_backend_config){128, -1, 3};
+  CHECK_EQ_INT(eddy_heap_backend_new(&bad, &b, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_heap_backend_new(NULL, &b, &err), EDDY_EINVAL);
+  eddy_backend_config good = {128, 0, 127};
+  CHECK_EQ_INT(eddy_heap_backend_new(&good, NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_heap_backend_new(&good, &b, NULL), EDDY_OK);
+
+  CHECK_EQ_STR(eddy_backend_name(b), "heap");
+  int maxp, first, last;
+  eddy_backend_key_groups(b, &maxp, &first, &last);
+  CHECK_EQ_INT(maxp, 128);
+  CHECK_EQ_INT(first, 0);
+  CHECK_EQ_INT(last, 127);
+  eddy_backend_destroy(b);
+  eddy_backend_destroy(NULL);
+}
+
+static void test_register(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t v = reg(b, "count", EDDY_STATE_VALUE);
+  uint32_t m = reg(b, "seen", EDDY_STATE_MAP);
+  CHECK_EQ_INT(v, 0);
+  CHECK_EQ_INT(m, 1);
+  CHECK_EQ_INT(reg(b, "count", EDDY_STATE_VALUE), v);
+  CHECK_EQ_INT(reg(b, "seen", EDDY_STATE_MAP), m);
+  CHECK_EQ_INT(eddy_backend_state_count(b), 2);
+
+  uint32_t id = 77;
+  CHECK_EQ_INT(eddy_backend_register(b, "count", EDDY_STATE_LIST, &id), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'count' is a value state, not a list state");
+  CHECK_EQ_INT(id, 77);
+  CHECK_EQ_INT(eddy_backend_register(b, "", EDDY_STATE_VALUE, &id), EDDY_EINVAL);
+  CHECK(contains(eddy_backend_errmsg(b), "non-empty name"));
+  CHECK_EQ_INT(eddy_backend_state_count(b), 2);
+
+  /* more states than the first allocation holds */
+  char name[32];
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "s%d", i);
+    CHECK_EQ_INT(reg(b, name, (eddy_state_kind)(i % 5)), (uint32_t)(i + 2));
+  }
+  CHECK_EQ_INT(eddy_backend_state_count(b), 42);
+  CHECK_EQ_STR(eddy_backend_state_name(b, 0), "count");
+  CHECK_EQ_STR(eddy_backend_state_name(b, 41), "s39");
+  CHECK(eddy_backend_state_name(b, 42) == NULL);
+  CHECK_EQ_INT(eddy_backend_state_kind(b, 1), EDDY_STATE_MAP);
+  CHECK_EQ_INT(eddy_backend_state_kind(b, 4), EDDY_STATE_MAP);
+  CHECK_EQ_STR(eddy_state_kind_name(EDDY_STATE_AGGREGATING), "aggregating");
+  eddy_backend_destroy(b);
+}
+
+static void test_values(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t s = reg(b, "v", EDDY_STATE_VALUE);
+  enc k1 = mp_str("user-1"), k2 = mp_str("user-2");
+  eddy_row r1 = row_of(s, 5, &k1, NULL), r2 = row_of(s, 5, &k2, NULL);
+
+  check_absent(b, &r1);
+  CHECK(contains(eddy_backend_errmsg(b), "'v'"));
+  enc small = mp_int(7), big = mp_str("a value rather longer than the first one");
+  CHECK_EQ_INT(eddy_backend_put(b, &r1, small.data, small.len), EDDY_OK);
+  check_value(b, &r1, &small);
+  check_absent(b, &r2);
+  CHECK_EQ_INT(eddy_backend_put(b, &r1, big.data, big.len), EDDY_OK);
+  check_value(b, &r1, &big);
+  CHECK_EQ_INT(eddy_backend_put(b, &r1, small.data, small.len), EDDY_OK);
+  check_value(b, &r1, &small);
+  enc mid = mp_str("twenty-one characters");
+  CHECK_EQ_INT(eddy_backend_put(b, &r1, big.data, big.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_put(b, &r1, mid.data, mid.len), EDDY_OK);
+  check_value(b, &r1, &mid);
+
+  /* a slice from get handed straight back to put */
+  eddy_slice got;
+  CHECK_EQ_INT(eddy_backend_get(b, &r1, &got), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_put(b, &r1, got.data, got.len), EDDY_OK);
+  check_value(b, &r1, &mid);
+  CHECK_EQ_INT(eddy_backend_get(b, &r1, &got), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_put(b, &r2, got.data, got.len), EDDY_OK);
+  check_value(b, &r2, &mid);
+
+  /* the same key in another key group is another row (the caller computes
+   * key groups; the backend must not mix them up) */
+  eddy_row other = row_of(s, 6, &k1, NULL);
+  check_absent(b, &other);
+
+  CHECK_EQ_INT(eddy_backend_clear(b, &r1), EDDY_OK);
+  check_absent(b, &r1);
+  check_value(b, &r2, &mid);
+  CHECK_EQ_INT(eddy_backend_clear(b, &r1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_clear(b, &r2), EDDY_OK);
+  check_absent(b, &r2);
+
+  /* reducing and aggregating rows behave as values */
+  uint32_t red = reg(b, "sum", EDDY_STATE_REDUCING);
+  uint32_t agg = reg(b, "avg", EDDY_STATE_AGGREGATING);
+  eddy_row rr = row_of(red, 5, &k1, NULL), ra = row_of(agg, 5, &k1, NULL);
+  CHECK_EQ_INT(eddy_backend_put(b, &rr, small.data, small.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_put(b, &ra, big.data, big.len), EDDY_OK);
+  check_value(b, &rr, &small);
+  check_value(b, &ra, &big);
+  /* states do not share rows */
+  check_absent(b, &r1);
+  eddy_backend_destroy(b);
+}
+
+static void test_namespaces(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t s = reg(b, "w", EDDY_STATE_REDUCING);
+  enc key = mp_str("k"), w1 = mp_window(0, 1000), w2 = mp_window(1000, 2000);
+  eddy_row plain = row_of(s, 9, &key, NULL), in1 = row_of(s, 9, &key, &w1),
+           in2 = row_of(s, 9, &key, &w2);
+  enc a = mp_int(1), c = mp_int(2), d = mp_int(3);
+  CHECK_EQ_INT(eddy_backend_put(b, &in1, a.data, a.len), EDDY_OK);
+  check_absent(b, &plain);
+  check_absent(b, &in2);
+  CHECK_EQ_INT(eddy_backend_put(b, &in2, c.data, c.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_put(b, &plain, d.data, d.len), EDDY_OK);
+  check_value(b, &in1, &a);
+  check_value(b, &in2, &c);
+  check_value(b, &plain, &d);
+  CHECK_EQ_INT(eddy_backend_clear(b, &in1), EDDY_OK);
+  check_absent(b, &in1);
+  check_value(b, &in2, &c);
+  check_value(b, &plain, &d);
+  /* a non-NULL namespace pointer with length 0 is the empty namespace */
+  eddy_row empty_ns = plain;
+  empty_ns.ns = w1.data;
+  check_value(b, &empty_ns, &d);
+  eddy_backend_destroy(b);
+}
+
+static void test_bad_rows(void)
+{
+  eddy_backend *b = new_backend(43, 85);
+  uint32_t v = reg(b, "v", EDDY_STATE_VALUE);
+  uint32_t l = reg(b, "l", EDDY_STATE_LIST);
+  uint32_t m = reg(b, "m", EDDY_STATE_MAP);
+  enc key = mp_int(1), val = mp_int(2), ns = mp_int(3);
+  eddy_slice out;
+
+  /* key groups at both edges of the range work, outside is refused */
+  eddy_row r = row_of(v, 43, &key, NULL);
+  CHECK_EQ_INT(eddy_backend_put(b, &r, val.data, val.len), EDDY_OK);
+  r.key_group = 85;
+  CHECK_EQ_INT(eddy_backend_put(b, &r, val.data, val.len), EDDY_OK);
+  r.key_group = 42;
+  CHECK_EQ_INT(eddy_backend_put(b, &r, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "key group 42 is outside this backend's range [43, 85]");
+  r.key_group = 86;
+  CHECK_EQ_INT(eddy_backend_get(b, &r, &out), EDDY_EINVAL);
+  CHECK(contains(eddy_backend_errmsg(b), "key group 86"));
+  r.key_group = -1;
+  CHECK_EQ_INT(eddy_backend_clear(b, &r), EDDY_EINVAL);
+  r.key_group = 1000;
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, val.data, val.len), EDDY_EINVAL);
+
+  /* no key, empty key, namespace length without bytes, unknown state */
+  r = row_of(v, 50, &key, NULL);
+  r.key = NULL;
+  CHECK_EQ_INT(eddy_backend_get(b, &r, &out), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "a state access needs a current key");
+  CHECK_EQ_INT(eddy_backend_put(b, &r, val.data, val.len), EDDY_EINVAL);
+  r = row_of(v, 50, &key, NULL);
+  r.key_len = 0;
+  CHECK_EQ_INT(eddy_backend_put(b, &r, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_clear(b, &r), EDDY_EINVAL);
+  r = row_of(v, 50, &key, &ns);
+  r.ns = NULL;
+  CHECK_EQ_INT(eddy_backend_get(b, &r, &out), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "namespace length without bytes");
+  r = row_of(99, 50, &key, NULL);
+  CHECK_EQ_INT(eddy_backend_get(b, &r, &out), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "unknown state id 99");
+  eddy_backend_cursor *c = NULL;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, 3, &c), EDDY_EINVAL);
+  CHECK(c == NULL);
+
+  /* the wrong kind of access names the state and its kind */
+  eddy_row rv = row_of(v, 50, &key, NULL), rl = row_of(l, 50, &key, NULL),
+           rm = row_of(m, 50, &key, NULL);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &rv, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'v' is a value state");
+  CHECK_EQ_INT(eddy_backend_map_get(b, &rv, key.data, key.len, &out), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_get(b, &rl, &out), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'l' is a list state");
+  CHECK_EQ_INT(eddy_backend_put(b, &rl, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &rl, key.data, key.len, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_put(b, &rm, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'm' is a map state");
+  CHECK_EQ_INT(eddy_backend_list_get(b, &rm, &out), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_list_set(b, &rm, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &rl, &out), EDDY_EINVAL);
+
+  /* empty values and map keys */
+  CHECK_EQ_INT(eddy_backend_put(b, &rv, val.data, 0), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "cannot store an empty value");
+  check_absent(b, &rv);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &rm, key.data, 0, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &rm, key.data, key.len, val.data, 0), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &rm, key.data, 0, &out), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "empty map key");
+  CHECK_EQ_INT(eddy_backend_map_remove(b, &rm, key.data, 0), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &rm, &out), EDDY_ENOTFOUND);
+  eddy_backend_destroy(b);
+}
+
+static void check_list(eddy_backend *b, const eddy_row *r, const void *want,
+                       size_t len)
+{
+  eddy_slice got = {NULL, 0};
+  CHECK_EQ_INT(eddy_backend_list_get(b, r, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, want, len);
+}
+
+static void test_lists(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t s = reg(b, "events", EDDY_STATE_LIST);
+  enc key = mp_str("k"), ns = mp_window(0, 10);
+  eddy_row r = row_of(s, 0, &key, NULL), rn = row_of(s, 0, &key, &ns);
+  eddy_slice got;
+  CHECK_EQ_INT(eddy_backend_list_get(b, &r, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, "", 0), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_get(b, &r, &got), EDDY_ENOTFOUND);
+
+  eddy_buf want = EDDY_BUF_INIT, elems = EDDY_BUF_INIT;
+  enc one = mp_int(1);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, one.data, one.len), EDDY_OK);
+  eddy_buf_append(&want, one.data, one.len);
+  check_list(b, &r, want.data, want.len);
+  /* several elements in one call */
+  eddy_mp_write_str(&elems, "two", 3);
+  eddy_mp_write_int(&elems, 300);
+  eddy_mp_write_array(&elems, 2);
+  eddy_mp_write_nil(&elems);
+  eddy_mp_write_float(&elems, 2.5);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, elems.data, elems.len), EDDY_OK);
+  eddy_buf_append(&want, elems.data, elems.len);
+  check_list(b, &r, want.data, want.len);
+  CHECK_EQ_INT(eddy_backend_list_get(b, &rn, &got), EDDY_ENOTFOUND);
+
+  /* many appends (growth) */
+  for (int i = 0; i < 5000; i++) {
+    enc e = mp_int(i * 1000);
+    CHECK_EQ_INT(eddy_backend_list_append(b, &r, e.data, e.len), EDDY_OK);
+    eddy_buf_append(&want, e.data, e.len);
+  }
+  check_list(b, &r, want.data, want.len);
+
+  /* a list appended to itself doubles */
+  CHECK_EQ_INT(eddy_backend_list_get(b, &r, &got), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, got.data, got.len), EDDY_OK);
+  size_t before = want.len;
+  CHECK_EQ_INT(eddy_buf_reserve(&want, before), EDDY_OK);
+  eddy_buf_append(&want, want.data, before);
+  check_list(b, &r, want.data, want.len);
+  /* and set to a part of itself */
+  CHECK_EQ_INT(eddy_backend_list_get(b, &r, &got), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_set(b, &r, (const char *)got.data + one.len,
+                                     elems.len), EDDY_OK);
+  check_list(b, &r, elems.data, elems.len);
+
+  /* set replaces, longer or shorter; set to nothing removes */
+  CHECK_EQ_INT(eddy_backend_list_set(b, &r, want.data, want.len), EDDY_OK);
+  check_list(b, &r, want.data, want.len);
+  CHECK_EQ_INT(eddy_backend_list_set(b, &r, one.data, one.len), EDDY_OK);
+  check_list(b, &r, one.data, one.len);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, one.data, one.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &r, one.data, one.len), EDDY_OK);
+  check_list(b, &r, "\x01\x01\x01", 3);
+  CHECK_EQ_INT(eddy_backend_list_set(b, &r, NULL, 0), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_get(b, &r, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_list_set(b, &r, NULL, 0), EDDY_OK);
+
+  /* set creates; clear removes */
+  CHECK_EQ_INT(eddy_backend_list_set(b, &rn, elems.data, elems.len), EDDY_OK);
+  check_list(b, &rn, elems.data, elems.len);
+  CHECK_EQ_INT(eddy_backend_list_get(b, &r, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_clear(b, &rn), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_get(b, &rn, &got), EDDY_ENOTFOUND);
+  eddy_buf_free(&want);
+  eddy_buf_free(&elems);
+  eddy_backend_destroy(b);
+}
+
+/* Walks entries (user key, value, ...) and checks the user keys ascend
+ * strictly; returns the number of entries. */
+static int count_sorted_entries(const void *data, size_t len)
+{
+  eddy_mp_reader rd;
+  eddy_mp_reader_init(&rd, data, len);
+  const unsigned char *prev = NULL;
+  size_t prev_len = 0;
+  int n = 0;
+  while (!eddy_mp_reader_done(&rd)) {
+    const unsigned char *k = rd.p;
+    if (eddy_mp_skip(&rd) != EDDY_OK) {
+      CHECK(!"malformed user key in entries");
+      return -1;
+    }
+    size_t klen = (size_t)(rd.p - k);
+    if (prev != NULL && eddy_mp_compare(prev, prev_len, k, klen) >= 0)
+      CHECK(!"entries out of order");
+    prev = k;
+    prev_len = klen;
+    if (eddy_mp_skip(&rd) != EDDY_OK) {
+      CHECK(!"malformed value in entries");
+      return -1;
+    }
+    n++;
+  }
+  return n;
+}
+
+/* User keys of mixed types: integers of several widths and strings. */
+static enc map_key(int k)
+{
+  if (k % 3 == 0)
+    return mp_int(k * 997 - 100000);
+  if (k % 3 == 2)
+    return mp_int(k);
+  char s[16];
+  snprintf(s, sizeof s, "key%d", k);
+  return mp_str(s);
+}
+
+static void test_maps(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t s = reg(b, "m", EDDY_STATE_MAP);
+  enc key = mp_str("k"), ns = mp_window(5, 6);
+  eddy_row r = row_of(s, 77, &key, NULL), rn = row_of(s, 77, &key, &ns);
+  eddy_slice got;
+  enc a = mp_str("a"), x = mp_int(10), y = mp_str("a longer value than before");
+  CHECK_EQ_INT(eddy_backend_map_get(b, &r, a.data, a.len, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_map_remove(b, &r, a.data, a.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r, a.data, a.len, x.data, x.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &r, a.data, a.len, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, x.data, x.len);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &rn, a.data, a.len, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r, a.data, a.len, y.data, y.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &r, a.data, a.len, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, y.data, y.len);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &r, &got), EDDY_OK);
+  CHECK_EQ_INT(got.len, a.len + y.len);
+  CHECK_MEM(got.data, a.len, a.data, a.len);
+  /* removing the last entry removes the row */
+  CHECK_EQ_INT(eddy_backend_map_remove(b, &r, a.data, a.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &r, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &r, a.data, a.len, &got), EDDY_ENOTFOUND);
+  eddy_backend_cursor *c;
+  eddy_row cr;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_cursor_next(c, &cr, &got), EDDY_EEOF);
+  eddy_backend_cursor_close(c);
+
+  /* many keys of mixed types in random order come out sorted bytewise */
+  enum { N = 600 };
+  int order[N];
+  for (int i = 0; i < N; i++)
+    order[i] = i;
+  shuffle(order, N);
+  for (int i = 0; i < N; i++) {
+    int k = order[i];
+    enc uk = map_key(k), val = mp_int(k);
+    CHECK_EQ_INT(eddy_backend_map_put(b, &rn, uk.data, uk.len, val.data, val.len), EDDY_OK);
+  }
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &rn, &got), EDDY_OK);
+  CHECK_EQ_INT(count_sorted_entries(got.data, got.len), N);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &r, &got), EDDY_ENOTFOUND);
+
+  /* the exact bytes for a few known keys: bytewise, the string "key"
+   * (0xa3 ...) sorts between 2 and 200 (0xcc 0xc8) */
+  eddy_row r3 = row_of(s, 3, &key, NULL);
+  enc k200 = mp_int(200), k1 = mp_int(1), kstr = mp_str("key"), k2 = mp_int(2);
+  enc v = mp_int(0);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r3, kstr.data, kstr.len, v.data, v.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r3, k200.data, k200.len, v.data, v.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r3, k2.data, k2.len, v.data, v.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r3, k1.data, k1.len, v.data, v.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &r3, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, "\x01\x00\x02\x00\xa3key\x00\xcc\xc8\x00", 12);
+  /* a value handed back from map_get */
+  CHECK_EQ_INT(eddy_backend_map_get(b, &r3, k200.data, k200.len, &got), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r3, k200.data, k200.len, got.data, got.len), EDDY_OK);
+
+  /* remove every entry in another random order */
+  shuffle(order, N);
+  for (int i = 0; i < N; i++) {
+    enc uk = map_key(order[i]);
+    CHECK_EQ_INT(eddy_backend_map_get(b, &rn, uk.data, uk.len, &got), EDDY_OK);
+    CHECK_EQ_INT(eddy_backend_map_remove(b, &rn, uk.data, uk.len), EDDY_OK);
+    CHECK_EQ_INT(eddy_backend_map_get(b, &rn, uk.data, uk.len, &got), EDDY_ENOTFOUND);
+    if (i == N / 2) {
+      CHECK_EQ_INT(eddy_backend_map_entries(b, &rn, &got), EDDY_OK);
+      CHECK_EQ_INT(count_sorted_entries(got.data, got.len), N - N / 2 - 1);
+    }
+    /* now and then, every entry not yet removed is still found */
+    int lost = 0;
+    for (int j = i + 1; i % 50 == 0 && j < N; j++) {
+      enc other = map_key(order[j]), want = mp_int(order[j]);
+      lost += eddy_backend_map_get(b, &rn, other.data, other.len, &got) != EDDY_OK ||
+              got.len != want.len || memcmp(got.data, want.data, want.len) != 0;
+    }
+    CHECK_EQ_INT(lost, 0);
+  }
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &rn, &got), EDDY_ENOTFOUND);
+
+  /* clear removes a whole map */
+  CHECK_EQ_INT(eddy_backend_clear(b, &r3), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &r3, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &r3, k1.data, k1.len, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &r3, k1.data, k1.len, v.data, v.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &r3, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, "\x01\x00", 2);
+  eddy_backend_destroy(b); /* with rows left, for the leak checker */
+}
+
+/* A row a test expects from a cursor. */
+typedef struct want_row {
+  int kg;
+  enc key;
+  enc ns;
+  enc value;
+} want_row;
+
+static int cmp_want(const void *x, const void *y)
+{
+  const want_row *a = x, *b = y;
+  if (a->kg != b->kg)
+    return a->kg < b->kg ? -1 : 1;
+  int c = eddy_mp_compare(a->key.data, a->key.len, b->key.data, b->key.len);
+  return c ? c : eddy_mp_compare(a->ns.data, a->ns.len, b->ns.data, b->ns.len);
+}
+
+static void check_cursor(eddy_backend_cursor *c, uint32_t s,
+                         const want_row *want, int n)
+{
+  eddy_row r;
+  eddy_slice v;
+  for (int i = 0; i < n; i++) {
+    CHECK_EQ_INT(eddy_backend_cursor_next(c, &r, &v), EDDY_OK);
+    CHECK_EQ_INT(r.state, s);
+    CHECK_EQ_INT(r.key_group, want[i].kg);
+    CHECK_MEM(r.key, r.key_len, want[i].key.data, want[i].key.len);
+    CHECK_MEM(r.ns, r.ns_len, want[i].ns.data, want[i].ns.len);
+    CHECK_MEM(v.data, v.len, want[i].value.data, want[i].value.len);
+  }
+  CHECK_EQ_INT(eddy_backend_cursor_next(c, &r, &v), EDDY_EEOF);
+  CHECK_EQ_INT(eddy_backend_cursor_next(c, &r, &v), EDDY_EEOF);
+}
+
+static void test_cursor_order(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t s = reg(b, "v", EDDY_STATE_VALUE);
+  uint32_t other = reg(b, "other", EDDY_STATE_VALUE);
+  eddy_backend_cursor *c = NULL;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c), EDDY_OK);
+  check_cursor(c, s, NULL, 0);
+  eddy_backend_cursor_close(c);
+  eddy_backend_cursor_close(NULL);
+
+  /* rows written in random order across key groups, keys (strings whose
+   * length byte sorts before their text, integers of several encodings)
+   * and namespaces */
+  enum { NK = 12, NN = 3, NG = 4 };
+  static const int groups[NG] = {127, 0, 64, 3};
+  static const char *const strs[NK / 2] = {"", "a", "ab", "b", "ba", "k"};
+  want_row want[NK * NN * NG];
+  int n = 0;
+  for (int g = 0; g < NG; g++)
+    for (int k = 0; k < NK; k++)
+      for (int w = 0; w < NN; w++) {
+        want_row *x = &want[n++];
+        x->kg = groups[g];
+        x->key = k % 2 ? mp_int(k * 40 - 200) : mp_str(strs[k / 2]);
+        x->ns = w == 0 ? (enc){{0}, 0} : mp_window(w * 100, w * 100 + 50);
+        x->value = mp_int(n * 3);
+      }
+  qsort(want, (size_t)n, sizeof *want, cmp_want);
+
+  int order[NK * NN * NG];
+  for (int i = 0; i < n; i++)
+    order[i] = i;
+  shuffle(order, n);
+  for (int i = 0; i < n; i++) {
+    const want_row *x = &want[order[i]];
+    eddy_row r = row_of(s, x->kg, &x->key, x->ns.len ? &x->ns : NULL);
+    CHECK_EQ_INT(eddy_backend_put(b, &r, x->value.data, x->value.len), EDDY_OK);
+  }
+  enc k = mp_int(1);
+  eddy_row ro = row_of(other, 5, &k, NULL);
+  CHECK_EQ_INT(eddy_backend_put(b, &ro, k.data, k.len), EDDY_OK);
+
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c), EDDY_OK);
+  check_cursor(c, s, want, n);
+  eddy_backend_cursor_close(c);
+
+  /* the row a cursor hands out addresses the same row for get */
+  eddy_row r;
+  eddy_slice v, direct;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c), EDDY_OK);
+  while (eddy_backend_cursor_next(c, &r, &v) == EDDY_OK) {
+    CHECK_EQ_INT(eddy_backend_get(b, &r, &direct), EDDY_OK);
+    CHECK_MEM(direct.data, direct.len, v.data, v.len);
+  }
+  eddy_backend_cursor_close(c);
+
+  want_row only = {5, k, {{0}, 0}, k};
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, other, &c), EDDY_OK);
+  check_cursor(c, other, &only, 1);
+  eddy_backend_cursor_close(c);
+  eddy_backend_destroy(b);
+}
+
+static void test_cursor_snapshot(void)
+{
+  eddy_backend *b = new_backend(10, 20);
+  uint32_t s = reg(b, "v", EDDY_STATE_VALUE);
+  enum { N = 200 };
+  want_row want[N];
+  for (int i = 0; i < N; i++) {
+    want[i].kg = 10 + i % 11;
+    want[i].key = mp_int(i);
+    want[i].ns = (enc){{0}, 0};
+    want[i].value = mp_int(i + 1000);
+    eddy_row r = row_of(s, want[i].kg, &want[i].key, NULL);
+    CHECK_EQ_INT(eddy_backend_put(b, &r, want[i].value.data, want[i].value.len), EDDY_OK);
+  }
+  qsort(want, N, sizeof *want, cmp_want);
+
+  eddy_backend_cursor *c1 = NULL, *c2 = NULL;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c1), EDDY_OK);
+  /* read part of it, then write: overwrite, clear, add */
+  eddy_row r;
+  eddy_slice v;
+  for (int i = 0; i < N / 2; i++) {
+    CHECK_EQ_INT(eddy_backend_cursor_next(c1, &r, &v), EDDY_OK);
+    CHECK_MEM(v.data, v.len, want[i].value.data, want[i].value.len);
+  }
+  enc big = mp_str("a value much longer than any of the integers");
+  for (int i = 0; i < N; i++) {
+    eddy_row w = row_of(s, want[i].kg, &want[i].key, NULL);
+    if (i % 3 == 0)
+      CHECK_EQ_INT(eddy_backend_clear(b, &w), EDDY_OK);
+    else
+      CHECK_EQ_INT(eddy_backend_put(b, &w, big.data, big.len), EDDY_OK);
+    enc extra = mp_int(100000 + i);
+    w = row_of(s, want[i].kg, &extra, NULL);
+    CHECK_EQ_INT(eddy_backend_put(b, &w, big.data, big.len), EDDY_OK);
+  }
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c2), EDDY_OK);
+  check_cursor(c1, s, want + N / 2, N - N / 2);
+  eddy_backend_cursor_close(c1);
+
+  /* the second cursor sees the writes; destroy the rows under it first */
+  int rows = 0, overwritten = 0;
+  for (int i = 0; i < N; i++) {
+    eddy_row w = row_of(s, want[i].kg, &want[i].key, NULL);
+    CHECK_EQ_INT(eddy_backend_clear(b, &w), EDDY_OK);
+  }
+  int prev_kg = -1;
+  while (eddy_backend_cursor_next(c2, &r, &v) == EDDY_OK) {
+    rows++;
+    CHECK(r.key_group >= prev_kg);
+    prev_kg = r.key_group;
+    CHECK_MEM(v.data, v.len, big.data, big.len);
+    eddy_mp_reader rd;
+    eddy_mp_item it;
+    eddy_mp_reader_init(&rd, r.key, r.key_len);
+    CHECK_EQ_INT(eddy_mp_read(&rd, &it), EDDY_OK);
+    if (it.v.i < 100000)
+      overwritten++;
+  }
+  CHECK_EQ_INT(rows, N + N - (N + 2) / 3);
+  CHECK_EQ_INT(overwritten, N - (N + 2) / 3);
+  eddy_backend_cursor_close(c2);
+  eddy_backend_destroy(b);
+}
+
+static void test_cursor_lists_maps(void)
+{
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t l = reg(b, "l", EDDY_STATE_LIST);
+  uint32_t m = reg(b, "m", EDDY_STATE_MAP);
+  enc k1 = mp_str("b"), k2 = mp_str("a"), ns = mp_window(1, 2);
+  eddy_row l1 = row_of(l, 8, &k1, NULL), l2 = row_of(l, 8, &k2, &ns);
+  eddy_row m1 = row_of(m, 2, &k1, NULL), m2 = row_of(m, 1, &k1, NULL);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &l1, "\x01\x02", 2), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &l1, "\x03", 1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &l2, "\x04", 1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m1, "\x05", 1, "\x06", 1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m1, "\x02", 1, "\xa1x", 2), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m2, "\x07", 1, "\x08", 1), EDDY_OK);
+
+  eddy_backend_cursor *c;
+  want_row wl[2] = {{8, k2, ns, {"\x04", 1}}, {8, k1, {{0}, 0}, {"\x01\x02\x03", 3}}};
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, l, &c), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_set(b, &l1, NULL, 0), EDDY_OK);
+  check_cursor(c, l, wl, 2);
+  eddy_backend_cursor_close(c);
+
+  want_row wm[2] = {{1, k1, {{0}, 0}, {"\x07\x08", 2}},
+                    {2, k1, {{0}, 0}, {"\x02\xa1x\x05\x06", 5}}};
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, m, &c), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_remove(b, &m2, "\x07", 1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m1, "\x00", 1, "\x00", 1), EDDY_OK);
+  check_cursor(c, m, wm, 2);
+  eddy_backend_cursor_close(c);
+  eddy_backend_destroy(b);
+}
+
+/* Deterministic value of key i at version ver, 20 to 50 bytes. */
+static enc stress_value(int i, int ver)
+{
+  char s[48];
+  int len = 18 + (i * 7 + ver * 13) % 30;
+  for (int j = 0; j < len; j++)
+    s[j] = (char)('a' + (i + j * ver) % 26);
+  s[len] = '\0';
+  return mp_str(s);
+}
+
+static void test_stress(void)
+{
+  enum { N = 100000 };
+  eddy_backend *b = new_backend(0, MAXP - 1);
+  uint32_t s = reg(b, "big", EDDY_STATE_VALUE);
+  static int kg[N];
+  static unsigned char ver[N]; /* 0 = absent */
+  for (int i = 0; i < N; i++) {
+    enc key = mp_int(i);
+    CHECK_EQ_INT(eddy_key_group(key.data, key.len, MAXP, &kg[i]), EDDY_OK);
+    eddy_row r = row_of(s, kg[i], &key, NULL);
+    enc v = stress_value(i, 1);
+    if (eddy_backend_put(b, &r, v.data, v.len) != EDDY_OK)
+      CHECK(!"put failed");
+    ver[i] = 1;
+  }
+  /* random rewrites (shorter and longer) and clears */
+  for (int round = 0; round < 3 * N; round++) {
+    int i = (int)(rnd() % N);
+    enc key = mp_int(i);
+    eddy_row r = row_of(s, kg[i], &key, NULL);
+    if (rnd() % 5 == 0) {
+      CHECK_EQ_INT(eddy_backend_clear(b, &r), EDDY_OK);
+      ver[i] = 0;
+    } else {
+      int nv = 1 + (int)(rnd() % 200);
+      enc v = stress_value(i, nv);
+      if (eddy_backend_put(b, &r, v.data, v.len) != EDDY_OK)
+        CHECK(!"put failed");
+      ver[i] = (unsigned char)nv;
+    }
+  }
+  int present = 0, bad = 0;
+  for (int i = 0; i < N; i++) {
+    enc key = mp_int(i);
+    eddy_row r = row_of(s, kg[i], &key, NULL);
+    eddy_slice got;
+    int rc = eddy_backend_get(b, &r, &got);
+    if (ver[i] == 0) {
+      bad += rc != EDDY_ENOTFOUND;
+      continue;
+    }
+    present++;
+    enc want = stress_value(i, ver[i]);
+    bad += rc != EDDY_OK || got.len != want.len ||
+           memcmp(got.data, want.data, want.len) != 0;
+  }
+  CHECK_EQ_INT(bad, 0);
+
+  /* a cursor sees every present row once, in order */
+  eddy_backend_cursor *c;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c), EDDY_OK);
+  eddy_row r, prev = {0, -1, NULL, 0, NULL, 0};
+  eddy_slice v;
+  int rows = 0, disorder = 0;
+  while (eddy_backend_cursor_next(c, &r, &v) == EDDY_OK) {
+    rows++;
+    if (prev.key_group > r.key_group ||
+        (prev.key_group == r.key_group &&
+         eddy_mp_compare(prev.key, prev.key_len, r.key, r.key_len) >= 0))
+      disorder++;
+    prev = r;
+  }
+  CHECK_EQ_INT(rows, present);
+  CHECK_EQ_INT(disorder, 0);
+  eddy_backend_cursor_close(c);
+  eddy_backend_destroy(b);
+}
+
+/* ---- out of memory: every failure leaves the backend as it was ---- */
+
+enum { FK = 64, FU = 16 };
+
+/* What the backend should hold for key k: a value version (0 = absent), a
+ * list length, and a version per map user key (0 = absent). */
+typedef struct model_row {
+  int val;
+  int nlist;
+  int map[FU];
+} model_row;
+
+static enc fault_value(int k, int ver)
+{
+  char s[64];
+  int len = ver % 60;
+  memset(s, 'a' + k % 26, (size_t)len);
+  s[len] = '\0';
+  return mp_str(s);
+}
+
+/* List element j of key k is the fixint (k + j) % 100. */
+static size_t fault_list(int k, int n, unsigned char *out)
+{
+  for (int j = 0; j < n; j++)
+    out[j] = (unsigned char)((k + j) % 100);
+  return (size_t)n;
+}
+
+static eddy_row fault_row(uint32_t state, int k, const enc *key, const enc *ns)
+{
+  return row_of(state, (k * 37) % MAXP, key, k % 3 == 0 ? ns : NULL);
+}
+
+static int model_rows(const model_row *m, int which)
+{
+  int n = 0;
+  for (int k = 0; k < FK; k++) {
+    int any = 0;
+    for (int u = 0; u < FU; u++)
+      any |= m[k].map[u] != 0;
+    n += which == 0 ? m[k].val != 0 : which == 1 ? m[k].nlist != 0 : any;
+  }
+  return n;
+}
+
+static void verify_model(eddy_backend *b, const uint32_t *ids,
+                         const model_row *m)
+{
+  enc ns = mp_window(1, 2);
+  unsigned char want[512];
+  eddy_slice got;
+  for (int k = 0; k < FK; k++) {
+    enc key = mp_int(k);
+    eddy_row rv = fault_row(ids[0], k, &key, &ns), rl = fault_row(ids[1], k, &key, &ns),
+             rm = fault_row(ids[2], k, &key, &ns);
+    if (m[k].val == 0) {
+      check_absent(b, &rv);
+    } else {
+      enc v = fault_value(k, m[k].val);
+      check_value(b, &rv, &v);
+    }
+    if (m[k].nlist == 0)
+      CHECK_EQ_INT(eddy_backend_list_get(b, &rl, &got), EDDY_ENOTFOUND);
+    else
+      check_list(b, &rl, want, fault_list(k, m[k].nlist, want));
+    size_t n = 0;
+    for (int u = 0; u < FU; u++)
+      if (m[k].map[u] != 0) {
+        want[n++] = (unsigned char)u;
+        want[n++] = (unsigned char)m[k].map[u];
+      }
+    int rc = eddy_backend_map_entries(b, &rm, &got);
+    CHECK_EQ_INT(rc, n ? EDDY_OK : EDDY_ENOTFOUND);
+    if (rc == EDDY_OK)
+      CHECK_MEM(got.data, got.len, want, n);
+  }
+  for (int which = 0; which < 3; which++) {
+    eddy_backend_cursor *c;
+    eddy_row r;
+    CHECK_EQ_INT(eddy_backend_cursor_open(b, ids[which], &c), EDDY_OK);
+    int rows = 0;
+    while (eddy_backend_cursor_next(c, &r, &got) == EDDY_OK)
+      rows++;
+    CHECK_EQ_INT(rows, model_rows(m, which));
+    eddy_backend_cursor_close(c);
+  }
+}
+
+static void test_out_of_memory(void)
+{
+  eddy_backend *b = new_backend(0, MAXP - 1);
+  static const char *const names[3] = {"v", "l", "m"};
+  static const eddy_state_kind kinds[3] = {EDDY_STATE_VALUE, EDDY_STATE_LIST,
+                                           EDDY_STATE_MAP};
+  uint32_t ids[3];
+  int rc, enomem = 0;
+  for (int i = 0; i < 3; i++) {
+    do {
+      fail_one_in = 2;
+      rc = eddy_backend_register(b, names[i], kinds[i], &ids[i]);
+      fail_one_in = 0;
+      CHECK(rc == EDDY_OK || rc == EDDY_ENOMEM);
+      CHECK_EQ_INT(eddy_backend_state_count(b), rc == EDDY_OK ? i + 1 : i);
+      enomem += rc == EDDY_ENOMEM;
+    } while (rc != EDDY_OK);
+  }
+
+  static model_row m[FK];
+  memset(m, 0, sizeof m);
+  enc ns = mp_window(1, 2);
+  unsigned char elems[16];
+  for (int step = 0; step < 30000; step++) {
+    int k = (int)(rnd() % FK), op = (int)(rnd() % 8), u = (int)(rnd() % FU);
+    int ver = 1 + (int)(rnd() % 200), nset = (int)(rnd() % 8);
+    enc key = mp_int(k), v = fault_value(k, ver), uv = mp_int(ver % 100 + 1);
+    enc uk = mp_int(u);
+    eddy_row rv = fault_row(ids[0], k, &key, &ns), rl = fault_row(ids[1], k, &key, &ns),
+             rm = fault_row(ids[2], k, &key, &ns);
+    eddy_slice got;
+    eddy_backend_cursor *c = NULL;
+    fail_one_in = 4;
+    switch (op) {
+    case 0:
+      rc = eddy_backend_put(b, &rv, v.data, v.len);
+      break;
+    case 1:
+      rc = eddy_backend_clear(b, k % 2 ? &rv : &rm);
+      break;
+    case 2:
+      elems[0] = (unsigned char)((k + m[k].nlist) % 100);
+      rc = m[k].nlist < 200 ? eddy_backend_list_append(b, &rl, elems, 1)
+                            : eddy_backend_clear(b, &rl);
+      break;
+    case 3:
+      rc = eddy_backend_list_set(b, &rl, elems, fault_list(k, nset, elems));
+      break;
+    case 4:
+      rc = eddy_backend_map_put(b, &rm, uk.data, uk.len, uv.data, uv.len);
+      break;
+    case 5:
+      rc = eddy_backend_map_remove(b, &rm, uk.data, uk.len);
+      break;
+    case 6:
+      rc = eddy_backend_map_entries(b, &rm, &got);
+      break;
+    default:
+      rc = eddy_backend_cursor_open(b, ids[u % 3], &c);
+      break;
+    }
+    fail_one_in = 0;
+    if (rc == EDDY_ENOMEM) {
+      enomem++;
+      CHECK(contains(eddy_backend_errmsg(b), "out of memory"));
+      continue;
+    }
+    CHECK(rc == EDDY_OK || (op == 6 && rc == EDDY_ENOTFOUND));
+    switch (op) {
+    case 0: m[k].val = ver; break;
+    case 1:
+      if (k % 2)
+        m[k].val = 0;
+      else
+        memset(m[k].map, 0, sizeof m[k].map);
+      break;
+    case 2: m[k].nlist = m[k].nlist < 200 ? m[k].nlist + 1 : 0; break;
+    case 3: m[k].nlist = nset; break;
+    case 4: m[k].map[u] = ver % 100 + 1; break;
+    case 5: m[k].map[u] = 0; break;
+    case 7: {
+      int rows = 0;
+      eddy_row r;
+      while (eddy_backend_cursor_next(c, &r, &got) == EDDY_OK)
+        rows++;
+      CHECK_EQ_INT(rows, model_rows(m, u % 3));
+      eddy_backend_cursor_close(c);
+      break;
+    }
+    default: break;
+    }
+  }
+  verify_model(b, ids, m);
+  CHECK(FAULTS ? enomem > 1000 : enomem == 0);
+  eddy_backend_destroy(b);
+}
+
+/* Tables that grow (uthash doubles its buckets) while allocations fail. */
+static void test_out_of_memory_growth(void)
+{
+  enum { N = 3000 };
+  eddy_backend *b = new_backend(0, 0);
+  uint32_t v = reg(b, "v", EDDY_STATE_VALUE), m = reg(b, "m", EDDY_STATE_MAP);
+  enc mkey = mp_str("the map"), ns = mp_window(7, 8);
+  eddy_row rm = row_of(m, 0, &mkey, &ns);
+  int enomem = 0, rc;
+  for (int i = 0; i < N; i++) {
+    enc key = mp_int(i * 7919), val = stress_value(i, 3);
+    eddy_row rv = row_of(v, 0, &key, NULL);
+    do {
+      fail_one_in = 3;
+      rc = eddy_backend_put(b, &rv, val.data, val.len);
+      fail_one_in = 0;
+      enomem += rc == EDDY_ENOMEM;
+    } while (rc == EDDY_ENOMEM);
+    CHECK_EQ_INT(rc, EDDY_OK);
+    do {
+      fail_one_in = 3;
+      rc = eddy_backend_map_put(b, &rm, key.data, key.len, val.data, val.len);
+      fail_one_in = 0;
+      enomem += rc == EDDY_ENOMEM;
+    } while (rc == EDDY_ENOMEM);
+    CHECK_EQ_INT(rc, EDDY_OK);
+  }
+  int bad = 0;
+  for (int i = 0; i < N; i++) {
+    enc key = mp_int(i * 7919), val = stress_value(i, 3);
+    eddy_row rv = row_of(v, 0, &key, NULL);
+    eddy_slice got;
+    bad += eddy_backend_get(b, &rv, &got) != EDDY_OK ||
+           got.len != val.len || memcmp(got.data, val.data, val.len) != 0;
+    bad += eddy_backend_map_get(b, &rm, key.data, key.len, &got) != EDDY_OK ||
+           got.len != val.len || memcmp(got.data, val.data, val.len) != 0;
+  }
+  CHECK_EQ_INT(bad, 0);
+  eddy_slice got;
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &rm, &got), EDDY_OK);
+  CHECK_EQ_INT(count_sorted_entries(got.data, got.len), N);
+  eddy_backend_cursor *c;
+  eddy_row r;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, v, &c), EDDY_OK);
+  int rows = 0;
+  while (eddy_backend_cursor_next(c, &r, &got) == EDDY_OK)
+    rows++;
+  CHECK_EQ_INT(rows, N);
+  eddy_backend_cursor_close(c);
+  CHECK(FAULTS ? enomem > 100 : enomem == 0);
+  eddy_backend_destroy(b);
+}
+
+TEST_MAIN("heap", TEST(test_create), TEST(test_register), TEST(test_values),
+          TEST(test_namespaces), TEST(test_bad_rows), TEST(test_lists),
+          TEST(test_maps), TEST(test_cursor_order), TEST(test_cursor_snapshot),
+          TEST(test_cursor_lists_maps), TEST(test_stress),
+          TEST(test_out_of_memory), TEST(test_out_of_memory_growth))

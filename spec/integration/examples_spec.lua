@@ -1,0 +1,138 @@
+-- Every example runs through `eddy run` and prints exactly what the same
+-- logic, written here in plain Lua over the same data, says it should.
+
+local run = require "run"
+local eddy = require "eddy"
+
+local data = run.root .. "/examples/data/orders.jsonl"
+
+-- The orders, read without eddy: the data set's lines have a fixed shape.
+local function orders()
+  local list = {}
+  for line in io.lines(data) do
+    list[#list + 1] = {
+      order_id = math.tointeger(tonumber(line:match('"order_id":(%d+)'))),
+      customer = line:match('"customer":"([^"]+)"'),
+      product = line:match('"product":"([^"]+)"'),
+      amount = tonumber(line:match('"amount":([%d.]+)')) + 0.0,
+    }
+  end
+  return list
+end
+
+local function cents(x)
+  return math.floor(x * 100 + 0.5) / 100
+end
+
+local function show(t)
+  return eddy.inspect(t, { oneline = true })
+end
+
+local function expect_output(script, expected_lines)
+  local out, err, code = run.eddy("run", run.root .. "/examples/" .. script)
+  assert.are.equal("", err)
+  assert.are.equal(0, code)
+  assert.are.same(expected_lines, run.lines(out))
+end
+
+describe("examples", function()
+  it("order_stats.lua emits the average of every 50 orders of a customer", function()
+    local expected, stats = {}, {}
+    for _, o in ipairs(orders()) do
+      local s = stats[o.customer] or { count = 0, total = 0 }
+      s.count, s.total = s.count + 1, s.total + o.amount
+      if s.count == 50 then
+        expected[#expected + 1] = show { customer = o.customer, orders = 50, total = cents(s.total),
+                                         average = cents(s.total / 50) }
+        s = nil
+      end
+      stats[o.customer] = s
+    end
+    assert.is_true(#expected > 20)
+    expect_output("order_stats.lua", expected)
+  end)
+
+  it("order_list.lua invoices every 25 orders of a customer", function()
+    local expected, pending = {}, {}
+    for _, o in ipairs(orders()) do
+      local p = pending[o.customer] or {}
+      p[#p + 1] = o
+      if #p == 25 then
+        local total = 0
+        for _, x in ipairs(p) do
+          total = total + x.amount
+        end
+        expected[#expected + 1] = show { customer = o.customer, first = p[1].order_id,
+                                         last = p[25].order_id, orders = 25, total = cents(total) }
+        p = nil
+      end
+      pending[o.customer] = p
+    end
+    expect_output("order_list.lua", expected)
+  end)
+
+  it("order_map.lua reports every 10th purchase of a product", function()
+    local expected, seen = {}, {}
+    for _, o in ipairs(orders()) do
+      local m = seen[o.customer] or {}
+      seen[o.customer] = m
+      local p = m[o.product] or { count = 0, spent = 0 }
+      m[o.product] = p
+      p.count, p.spent = p.count + 1, p.spent + o.amount
+      if p.count % 10 == 0 then
+        local n = 0
+        for _ in pairs(m) do
+          n = n + 1
+        end
+        expected[#expected + 1] = show { customer = o.customer, product = o.product, count = p.count,
+                                         spent = cents(p.spent), products = n }
+      end
+    end
+    expect_output("order_map.lua", expected)
+  end)
+
+  it("reducing_totals.lua reports every 1,000 a customer passes", function()
+    local expected, totals = {}, {}
+    for _, o in ipairs(orders()) do
+      local before = totals[o.customer] or 0
+      local after = before + o.amount
+      totals[o.customer] = after
+      local passed = math.floor(after / 1000) * 1000
+      if passed > before then
+        expected[#expected + 1] = show { customer = o.customer, passed = passed, total = cents(after),
+                                         order_id = o.order_id }
+      end
+    end
+    expect_output("reducing_totals.lua", expected)
+  end)
+
+  it("aggregating_average.lua reports the average at every 25th order", function()
+    local expected, acc = {}, {}
+    for _, o in ipairs(orders()) do
+      local a = acc[o.customer] or { count = 0, sum = 0 }
+      acc[o.customer] = a
+      a.count, a.sum = a.count + 1, a.sum + o.amount
+      if a.count % 25 == 0 then
+        expected[#expected + 1] = show { customer = o.customer, orders = a.count,
+                                         average = math.floor(a.sum / a.count * 100 + 0.5) / 100 }
+      end
+    end
+    expect_output("aggregating_average.lua", expected)
+  end)
+
+  it("gives the same results at parallelism 3, with subtask prefixes", function()
+    local one = run.lines((run.eddy("run", run.root .. "/examples/order_stats.lua")))
+    local out, err, code = run.eddy("run", "-p", "3", run.root .. "/examples/order_stats.lua")
+    assert.are.equal(0, code)
+    assert.are.equal("", err)
+    local three = {}
+    for _, line in ipairs(run.lines(out)) do
+      local n, rest = line:match("^(%d)> (.*)$")
+      assert.is_truthy(n, line)
+      three[#three + 1] = rest
+    end
+    table.sort(one)
+    table.sort(three)
+    assert.are.same(one, three)
+  end)
+end)

@@ -1,0 +1,62 @@
+/*
+ * What the binding files share: the Lua <-> MessagePack codec and the
+ * registration functions each file contributes to eddy.core. Internal to
+ * src/lua/.
+ */
+#ifndef EDDY_LUA_BINDING_H
+#define EDDY_LUA_BINDING_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+/* Scratch space for encoding, reused across calls to avoid allocations. */
+typedef struct eddy_codec {
+  eddy_buf out;     /* the encoded bytes */
+  eddy_buf scratch; /* for sorting map pairs */
+  eddy_buf pairs;   /* stack of eddy_mp_pair across nesting levels */
+  eddy_buf path;    /* stack of path segments, for messages */
+} eddy_codec;
+
+void eddy_codec_init(eddy_codec *c);
+void eddy_codec_free(eddy_codec *c);
+
+/*
+ * Encodes the value at idx canonically, appending to c->out (the caller
+ * resets it when it wants a fresh value). Never raises for a value that
+ * cannot be stored: returns an error code with "cannot store a function at
+ * <root>.handler" in err (root names the value, e.g. "value" or "key").
+ * May raise only for out-of-memory inside Lua itself.
+ */
+int eddy_lua_encode(lua_State *L, int idx, eddy_codec *c, const char *root,
+                    eddy_err *err);
+
+/*
+ * Decodes one value from data and pushes it. *used gets the bytes it took
+ * (pass NULL to require that the value fills data exactly). Returns an error
+ * code with a message naming the byte offset; pushes nothing then.
+ */
+int eddy_lua_decode(lua_State *L, const void *data, size_t len, size_t *used,
+                    eddy_err *err);
+
+/* Decodes a sequence of concatenated values into a new array table. */
+int eddy_lua_decode_array(lua_State *L, const void *data, size_t len,
+                          eddy_err *err);
+
+/* Raises a Lua error with err's message (call only after cleanup). */
+int eddy_lua_raise(lua_State *L, const eddy_err *err);
+
+/* The codec shared by every value a module call encodes (the module's
+ * upvalue-free helpers reach it through the registry). */
+eddy_codec *eddy_lua_codec(lua_State *L);
+
+/* Registration of each binding file's functions into the eddy.core table
+ * at the top of the stack. */
+void eddy_open_codec(lua_State *L);
+void eddy_open_state(lua_State *L);
+void eddy_open_job(lua_State *L);
+void eddy_open_io(lua_State *L);
+
+#endif

@@ -1,0 +1,549 @@
+/*
+ * Running a job graph from Lua. The Lua half of the module compiles a job
+ * script's streams into vertices (chains of Lua functions) and calls
+ * core.job_new / add_vertex / connect / run; this file implements the
+ * runtime's vertex callbacks (runtime/job.h) by calling those chains.
+ *
+ * Each callback runs its Lua work under lua_pcall, because a Lua error must
+ * never unwind through the engine's C frames: the error becomes the job's
+ * message, the engine stops and closes every subtask, and only then does
+ * job:run() raise it.
+ *
+ * Per subtask, open(task, keyed) returns a handler table:
+ *   poll(budget) -> finished      sources: emit up to budget records
+ *   push(value, input)            others: one record (the current key and
+ *                                 timestamp are already set)
+ *   finish()                      end of input (optional)
+ *   close()                       always, at the end (optional)
+ * Records go out through emitters: task:emitter(output) returns
+ * function(value) and, for keyed outputs, function(value, key).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua/binding.h"
+#include "lua/state.h"
+#include "runtime/job.h"
+#include "state/keyed.h"
+#include "util/interrupt.h"
+
+#define JOB_MT "eddy.Job"
+#define TASK_MT "eddy.Task"
+
+typedef struct lvertex {
+  lua_State *L;
+  int open_ref;  /* the vertex's open function */
+  int keyed;     /* subtasks get keyed state */
+  char *name;
+} lvertex;
+
+typedef struct ljob {
+  eddy_job *job;
+  lvertex **vertices;
+  int nvertices;
+  int running;
+} ljob;
+
+typedef struct ltask {
+  lua_State *L;
+  eddy_task *t;      /* NULL outside the job's run */
+  eddy_keyed *keyed; /* owned by the Keyed userdata in keyed_ref */
+  int keyed_ref;
+  int task_ref;      /* the Task userdata */
+  int handler_ref;
+  int push_ref;
+  int poll_ref;
+  int64_t timestamp; /* of the record being processed */
+} ltask;
+
+typedef struct ltask_ud {
+  ltask *lt; /* NULL once the subtask is closed */
+} ltask_ud;
+
+/* ---- running Lua under pcall from engine callbacks ---- */
+
+static int message_handler(lua_State *L)
+{
+  if (lua_type(L, 1) == LUA_TSTRING)
+    return 1;
+  if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+    return 1;
+  lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  return 1;
+}
+
+/* Calls the function below nargs arguments on the stack; on error, writes
+ * the job's message with where it happened. */
+static int pcall_task(ltask *lt, int nargs, int nresults)
+{
+  lua_State *L = lt->L;
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, message_handler);
+  lua_insert(L, base);
+  int status = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  if (status == LUA_OK)
+    return EDDY_OK;
+  if (eddy_interrupt_pending()) {
+    lua_pop(L, 1);
+    return eddy_task_seterr(lt->t, EDDY_EINTR, "interrupted");
+  }
+  const char *msg = lua_tostring(L, -1);
+  int p = eddy_task_parallelism(lt->t);
+  if (p > 1)
+    eddy_task_seterr(lt->t, EDDY_ECALLBACK, "%s (in %s, subtask %d of %d)",
+                     msg ? msg : "error", eddy_task_name(lt->t),
+                     eddy_task_index(lt->t) + 1, p);
+  else
+    eddy_task_seterr(lt->t, EDDY_ECALLBACK, "%s (in %s)", msg ? msg : "error",
+                     eddy_task_name(lt->t));
+  lua_pop(L, 1);
+  return EDDY_ECALLBACK;
+}
+
+static int ref_field(lua_State *L, int idx, const char *name)
+{
+  if (lua_getfield(L, idx, name) == LUA_TFUNCTION)
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  return LUA_NOREF;
+}
+
+/* ---- vertex callbacks ---- */
+
+static int open_protected(lua_State *L)
+{
+  lvertex *v = lua_touserdata(L, 1);
+  ltask *lt = lua_touserdata(L, 2);
+  eddy_task *t = lt->t;
+
+  ltask_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
+  ud->lt = lt;
+  luaL_setmetatable(L, TASK_MT);
+  lua_pushvalue(L, -1);
+  lt->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  if (v->keyed) {
+    eddy_backend_config cfg;
+    eddy_task_key_groups(t, &cfg.max_parallelism, &cfg.first_key_group,
+                         &cfg.last_key_group);
+    eddy_err err;
+    eddy_backend *b;
+    eddy_keyed **slot = eddy_lua_push_keyed(L);
+    if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK)
+      return eddy_lua_raise(L, &err);
+    if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
+      return eddy_lua_raise(L, &err);
+    lt->keyed = *slot;
+    lua_pushvalue(L, -1);
+    lt->keyed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  } else {
+    lua_pushnil(L);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, v->open_ref);
+  lua_insert(L, -3);
+  lua_call(L, 2, 1);
+  if (!lua_istable(L, -1))
+    return luaL_error(L, "a vertex's open must return a handler table");
+  lt->push_ref = ref_field(L, -1, "push");
+  lt->poll_ref = ref_field(L, -1, "poll");
+  lt->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static void release_task(ltask *lt);
+
+static int op_open(void *vertex_ud, eddy_task *t, void **task_ud)
+{
+  lvertex *v = vertex_ud;
+  lua_State *L = v->L;
+  ltask *lt = calloc(1, sizeof *lt);
+  if (lt == NULL)
+    return eddy_task_seterr(t, EDDY_ENOMEM, "out of memory opening %s", v->name);
+  lt->L = L;
+  lt->t = t;
+  lt->keyed_ref = lt->task_ref = lt->handler_ref = LUA_NOREF;
+  lt->push_ref = lt->poll_ref = LUA_NOREF;
+  lt->timestamp = EDDY_NO_TIMESTAMP;
+  lua_pushcfunction(L, open_protected);
+  lua_pushlightuserdata(L, v);
+  lua_pushlightuserdata(L, lt);
+  int rc = pcall_task(lt, 2, 0);
+  if (rc != EDDY_OK) {
+    release_task(lt); /* the runtime closes only what opened */
+    return rc;
+  }
+  *task_ud = lt;
+  return EDDY_OK;
+}
+
+static int op_poll(void *task_ud, eddy_task *t, int budget, int *finished)
+{
+  ltask *lt = task_ud;
+  lua_State *L = lt->L;
+  if (lt->poll_ref == LUA_NOREF)
+    return eddy_task_seterr(t, EDDY_EINVAL, "%s: a source needs a poll function",
+                            eddy_task_name(t));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->poll_ref);
+  lua_pushinteger(L, budget);
+  int rc = pcall_task(lt, 1, 1);
+  if (rc != EDDY_OK)
+    return rc;
+  *finished = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return EDDY_OK;
+}
+
+static int process_protected(lua_State *L)
+{
+  ltask *lt = lua_touserdata(L, 1);
+  const eddy_frame *f = lua_touserdata(L, 2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->push_ref);
+  eddy_err err;
+  if (eddy_lua_decode(L, f->value.data, f->value.len, NULL, &err) != EDDY_OK)
+    return luaL_error(L, "a record arrived damaged: %s", err.msg);
+  lua_pushinteger(L, f->input + 1);
+  lua_call(L, 2, 0);
+  return 0;
+}
+
+static int op_process(void *task_ud, eddy_task *t, const eddy_frame *f)
+{
+  ltask *lt = task_ud;
+  lua_State *L = lt->L;
+  if (lt->keyed != NULL && f->key.len > 0 &&
+      eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
+    return eddy_task_seterr(t, EDDY_EINVAL, "%s: %s", eddy_task_name(t),
+                            eddy_keyed_errmsg(lt->keyed));
+  lt->timestamp = f->timestamp;
+  lua_pushcfunction(L, process_protected);
+  lua_pushlightuserdata(L, lt);
+  lua_pushlightuserdata(L, (void *)f);
+  int rc = pcall_task(lt, 2, 0);
+  if (lt->keyed != NULL)
+    eddy_keyed_clear_key(lt->keyed);
+  return rc;
+}
+
+/* Calls handler[name]() if the handler has it. */
+static int call_handler(ltask *lt, const char *name)
+{
+  lua_State *L = lt->L;
+  if (lt->handler_ref == LUA_NOREF)
+    return EDDY_OK;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->handler_ref);
+  if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+    lua_pop(L, 2);
+    return EDDY_OK;
+  }
+  lua_remove(L, -2);
+  return pcall_task(lt, 0, 0);
+}
+
+static int op_finish(void *task_ud, eddy_task *t)
+{
+  (void)t;
+  return call_handler(task_ud, "finish");
+}
+
+/* Drops the Lua references of a subtask and frees it. */
+static void release_task(ltask *lt)
+{
+  lua_State *L = lt->L;
+  if (lt->task_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->task_ref);
+    ltask_ud *ud = lua_touserdata(L, -1);
+    ud->lt = NULL; /* emitters kept by the script now fail cleanly */
+    lua_pop(L, 1);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->task_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->handler_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->push_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->poll_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->keyed_ref); /* the keyed state dies with its userdata */
+  free(lt);
+}
+
+static int op_close(void *task_ud, eddy_task *t)
+{
+  (void)t;
+  ltask *lt = task_ud;
+  int rc = call_handler(lt, "close");
+  release_task(lt);
+  return rc;
+}
+
+static const eddy_vertex_ops lua_vertex_ops = {
+    op_open, op_poll, op_process, op_finish, op_close,
+};
+
+/* ---- eddy.Task: what a chain sees of its subtask ---- */
+
+static ltask *check_task(lua_State *L, int idx)
+{
+  ltask_ud *ud = luaL_checkudata(L, idx, TASK_MT);
+  if (ud->lt == NULL)
+    luaL_error(L, "this subtask has finished");
+  return ud->lt;
+}
+
+static int l_task_index(lua_State *L)
+{
+  lua_pushinteger(L, eddy_task_index(check_task(L, 1)->t));
+  return 1;
+}
+
+static int l_task_parallelism(lua_State *L)
+{
+  lua_pushinteger(L, eddy_task_parallelism(check_task(L, 1)->t));
+  return 1;
+}
+
+static int l_task_name(lua_State *L)
+{
+  lua_pushstring(L, eddy_task_name(check_task(L, 1)->t));
+  return 1;
+}
+
+static int l_task_timestamp(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  if (lt->timestamp == EDDY_NO_TIMESTAMP)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, lt->timestamp);
+  return 1;
+}
+
+static int l_task_set_timestamp(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  lt->timestamp = lua_isnoneornil(L, 2) ? EDDY_NO_TIMESTAMP : luaL_checkinteger(L, 2);
+  return 0;
+}
+
+static int l_task_key_groups(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  int maxp, first, last;
+  eddy_task_key_groups(lt->t, &maxp, &first, &last);
+  lua_pushinteger(L, maxp);
+  lua_pushinteger(L, first);
+  lua_pushinteger(L, last);
+  return 3;
+}
+
+/* emit(value [, key]): upvalue 1 is the Task, 2 the output index. */
+static int emit(lua_State *L)
+{
+  ltask *lt = check_task(L, lua_upvalueindex(1));
+  int output = (int)lua_tointeger(L, lua_upvalueindex(2));
+  luaL_checkany(L, 1);
+  if (lua_isnil(L, 1))
+    return luaL_error(L, "a record must not be nil");
+  eddy_codec *c = eddy_lua_codec(L);
+  eddy_err err;
+  eddy_buf_reset(&c->out);
+  size_t klen = 0;
+  if (!lua_isnone(L, 2)) {
+    if (lua_isnil(L, 2))
+      return luaL_error(L, "a record's key must not be nil");
+    if (eddy_lua_encode(L, 2, c, "key", &err) != EDDY_OK)
+      return eddy_lua_raise(L, &err);
+    klen = c->out.len;
+  }
+  if (eddy_lua_encode(L, 1, c, "record", &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  int rc = eddy_task_emit(lt->t, output, lt->timestamp, c->out.data, klen,
+                          c->out.data + klen, c->out.len - klen);
+  if (rc != EDDY_OK)
+    return luaL_error(L, "%s", eddy_task_emit_errmsg(lt->t));
+  return 0;
+}
+
+static int l_task_emitter(lua_State *L)
+{
+  check_task(L, 1);
+  lua_Integer output = luaL_checkinteger(L, 2);
+  lua_settop(L, 1);
+  lua_pushinteger(L, output);
+  lua_pushcclosure(L, emit, 2);
+  return 1;
+}
+
+/* ---- eddy.Job ---- */
+
+static ljob *check_job(lua_State *L, int idx)
+{
+  ljob *j = luaL_checkudata(L, idx, JOB_MT);
+  luaL_argcheck(L, j->job != NULL, idx, "job is closed");
+  return j;
+}
+
+static int job_gc(lua_State *L)
+{
+  ljob *j = luaL_checkudata(L, 1, JOB_MT);
+  if (j->running)
+    return 0; /* __close during a run that raised: the run cleans up */
+  eddy_job_free(j->job);
+  j->job = NULL;
+  for (int i = 0; i < j->nvertices; i++) {
+    luaL_unref(L, LUA_REGISTRYINDEX, j->vertices[i]->open_ref);
+    free(j->vertices[i]->name);
+    free(j->vertices[i]);
+  }
+  free(j->vertices);
+  j->vertices = NULL;
+  j->nvertices = 0;
+  return 0;
+}
+
+static int l_job_new(lua_State *L)
+{
+  ljob *j = lua_newuserdatauv(L, sizeof *j, 0);
+  memset(j, 0, sizeof *j);
+  luaL_setmetatable(L, JOB_MT);
+  eddy_err err;
+  if (eddy_job_new(&j->job, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  return 1;
+}
+
+static int opt_int_field(lua_State *L, int idx, const char *name, int def)
+{
+  lua_getfield(L, idx, name);
+  int v = (int)luaL_optinteger(L, -1, def);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* job:add_vertex{name =, parallelism =, max_parallelism =, source =,
+ * keyed =, open = function(task, keyed) return handler end} -> id */
+static int l_job_add_vertex(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_getfield(L, 2, "name");
+  const char *name = luaL_optstring(L, -1, "vertex");
+  lua_getfield(L, 2, "open");
+  luaL_argcheck(L, lua_isfunction(L, -1), 2, "open must be a function");
+  lua_getfield(L, 2, "source");
+  int is_source = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "keyed");
+  int keyed = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+
+  lvertex **vs = realloc(j->vertices, (size_t)(j->nvertices + 1) * sizeof *vs);
+  if (vs == NULL)
+    return luaL_error(L, "out of memory adding a vertex");
+  j->vertices = vs;
+  lvertex *v = calloc(1, sizeof *v);
+  if (v == NULL || (v->name = strdup(name)) == NULL) {
+    free(v);
+    return luaL_error(L, "out of memory adding a vertex");
+  }
+  v->L = L;
+  v->keyed = keyed;
+  v->open_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops open */
+  j->vertices[j->nvertices++] = v;
+
+  eddy_vertex_config cfg;
+  cfg.name = name;
+  cfg.parallelism = opt_int_field(L, 2, "parallelism", 1);
+  cfg.max_parallelism = opt_int_field(L, 2, "max_parallelism", 128);
+  cfg.is_source = is_source;
+  cfg.ops = &lua_vertex_ops;
+  cfg.ud = v;
+  int id;
+  if (eddy_job_add_vertex(j->job, &cfg, &id) != EDDY_OK)
+    return luaL_error(L, "%s", eddy_job_errmsg(j->job));
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* job:connect(from, to, partitioning) -> output index, input index */
+static int l_job_connect(lua_State *L)
+{
+  static const char *const names[] = {"forward", "keyed", "rebalance", "broadcast", NULL};
+  static const eddy_partitioning parts[] = {EDDY_PART_FORWARD, EDDY_PART_KEYED,
+                                            EDDY_PART_REBALANCE, EDDY_PART_BROADCAST};
+  ljob *j = check_job(L, 1);
+  int from = (int)luaL_checkinteger(L, 2);
+  int to = (int)luaL_checkinteger(L, 3);
+  eddy_partitioning part = parts[luaL_checkoption(L, 4, NULL, names)];
+  int out, in;
+  if (eddy_job_connect(j->job, from, to, part, &out, &in) != EDDY_OK)
+    return luaL_error(L, "%s", eddy_job_errmsg(j->job));
+  lua_pushinteger(L, out);
+  lua_pushinteger(L, in + 1);
+  return 2;
+}
+
+static int l_job_run(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  if (j->running)
+    return luaL_error(L, "the job is already running");
+  eddy_interrupt_clear();
+  j->running = 1;
+  int rc = eddy_job_run(j->job);
+  j->running = 0;
+  if (rc == EDDY_EINTR)
+    return luaL_error(L, "interrupted");
+  if (rc != EDDY_OK)
+    return luaL_error(L, "%s", eddy_job_errmsg(j->job));
+  return 0;
+}
+
+/* job:stats() -> { {name =, subtasks = { {records_in =, records_out =} } } } */
+static int l_job_stats(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  int n = eddy_job_vertex_count(j->job);
+  lua_createtable(L, n, 0);
+  for (int vi = 0; vi < n; vi++) {
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, j->vertices[vi]->name);
+    lua_setfield(L, -2, "name");
+    lua_newtable(L);
+    eddy_task_stats st;
+    for (int i = 0; eddy_job_task_stats(j->job, vi, i, &st) == EDDY_OK; i++) {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, (lua_Integer)st.records_in);
+      lua_setfield(L, -2, "records_in");
+      lua_pushinteger(L, (lua_Integer)st.records_out);
+      lua_setfield(L, -2, "records_out");
+      lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "subtasks");
+    lua_rawseti(L, -2, vi + 1);
+  }
+  return 1;
+}
+
+void eddy_open_job(lua_State *L)
+{
+  static const luaL_Reg job_meta[] = {{"__close", job_gc}, {"__gc", job_gc}, {NULL, NULL}};
+  static const luaL_Reg job_methods[] = {
+      {"add_vertex", l_job_add_vertex}, {"connect", l_job_connect},
+      {"run", l_job_run}, {"stats", l_job_stats}, {NULL, NULL}};
+  static const luaL_Reg task_methods[] = {
+      {"emitter", l_task_emitter}, {"index", l_task_index},
+      {"key_groups", l_task_key_groups}, {"name", l_task_name},
+      {"parallelism", l_task_parallelism}, {"set_timestamp", l_task_set_timestamp},
+      {"timestamp", l_task_timestamp}, {NULL, NULL}};
+  luaL_newmetatable(L, JOB_MT);
+  luaL_setfuncs(L, job_meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, job_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, TASK_MT);
+  lua_newtable(L);
+  luaL_setfuncs(L, task_methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg funcs[] = {{"job_new", l_job_new}, {NULL, NULL}};
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -1,0 +1,138 @@
+/*
+ * The job graph and its execution: vertices (a chain of operators, run as
+ * `parallelism` subtasks), edges (how records are partitioned between two
+ * vertices), channels (FIFO queues of frames between two subtasks) and the
+ * executor that schedules subtasks.
+ *
+ * The runtime knows nothing of Lua. A vertex's behaviour comes from a table
+ * of callbacks (eddy_vertex_ops) that the binding implements by running the
+ * chain's Lua functions; records cross channels as MessagePack bytes.
+ *
+ * The inline executor runs every subtask in the calling thread in a fixed
+ * order: each round, every source subtask emits up to a batch of records,
+ * then every other subtask, in graph order, drains its input channels
+ * (taking one frame from each non-empty channel in turn). The same job and
+ * input therefore always give the same interleaving, which is what lets a
+ * workshop replay alignment and propagation step by step.
+ */
+#ifndef EDDY_RUNTIME_JOB_H
+#define EDDY_RUNTIME_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+/* A record without a timestamp (Flink's Long.MIN_VALUE). */
+#define EDDY_NO_TIMESTAMP INT64_MIN
+
+typedef struct eddy_job eddy_job;
+typedef struct eddy_task eddy_task;
+
+typedef enum eddy_partitioning {
+  EDDY_PART_FORWARD,   /* subtask i -> subtask i; equal parallelism */
+  EDDY_PART_KEYED,     /* by key group of the record's key */
+  EDDY_PART_REBALANCE, /* round robin */
+  EDDY_PART_BROADCAST  /* every consumer subtask */
+} eddy_partitioning;
+
+typedef enum eddy_frame_kind {
+  EDDY_FRAME_RECORD,
+  EDDY_FRAME_END /* the producer subtask has finished */
+} eddy_frame_kind;
+
+/* A frame as a consumer sees it. The slices point into the channel and are
+ * valid only during the process callback. */
+typedef struct eddy_frame {
+  eddy_frame_kind kind;
+  int input;         /* index of the consumer's input edge it came by */
+  int64_t timestamp; /* EDDY_NO_TIMESTAMP if none */
+  int key_group;     /* keyed edges; -1 otherwise */
+  eddy_slice key;    /* keyed edges: the key's canonical bytes */
+  eddy_slice value;  /* the record's canonical bytes */
+} eddy_frame;
+
+/*
+ * Callbacks of a vertex, called for each of its subtasks. Each returns
+ * EDDY_OK or an error code after writing the message with
+ * eddy_task_seterr(). task_ud is what open stored.
+ */
+typedef struct eddy_vertex_ops {
+  int (*open)(void *vertex_ud, eddy_task *task, void **task_ud);
+  /* Sources: emit up to budget records; set *finished at the end of input. */
+  int (*poll)(void *task_ud, eddy_task *task, int budget, int *finished);
+  /* Non-sources: one record frame. */
+  int (*process)(void *task_ud, eddy_task *task, const eddy_frame *frame);
+  /* Every input has ended (or the source finished): a last chance to emit. */
+  int (*finish)(void *task_ud, eddy_task *task);
+  /* Called once for every opened subtask, after success or failure; an
+   * error here fails a job that had succeeded so far. */
+  int (*close)(void *task_ud, eddy_task *task);
+} eddy_vertex_ops;
+
+typedef struct eddy_vertex_config {
+  const char *name;    /* for messages and metrics; copied */
+  int parallelism;     /* >= 1 */
+  int max_parallelism; /* number of key groups of its keyed inputs and state */
+  int is_source;
+  const eddy_vertex_ops *ops;
+  void *ud; /* handed to ops->open; owned by the caller */
+} eddy_vertex_config;
+
+int eddy_job_new(eddy_job **out, eddy_err *err);
+void eddy_job_free(eddy_job *job);
+
+/* Vertices must be added in an order where every edge goes from an earlier
+ * vertex to a later one (the order a job script creates them in). */
+int eddy_job_add_vertex(eddy_job *job, const eddy_vertex_config *cfg, int *vertex);
+
+/* Connects two vertices; *output is the producer's output index (for
+ * eddy_task_emit), *input the consumer's input index (eddy_frame.input). */
+int eddy_job_connect(eddy_job *job, int from, int to, eddy_partitioning part,
+                     int *output, int *input);
+
+/* Runs the job to the end of its input with the inline executor. On failure
+ * the message is in eddy_job_errmsg(). A pending interrupt
+ * (util/interrupt.h) stops it with EDDY_EINTR. A job runs once. */
+int eddy_job_run(eddy_job *job);
+
+const char *eddy_job_errmsg(const eddy_job *job);
+
+/* Records in and out per subtask, after (or during) a run. */
+typedef struct eddy_task_stats {
+  uint64_t records_in;
+  uint64_t records_out;
+} eddy_task_stats;
+int eddy_job_vertex_count(const eddy_job *job);
+int eddy_job_task_stats(const eddy_job *job, int vertex, int index,
+                        eddy_task_stats *stats);
+
+/* ---- for callbacks ---- */
+
+int eddy_task_index(const eddy_task *t);
+int eddy_task_parallelism(const eddy_task *t);
+int eddy_task_vertex(const eddy_task *t);
+const char *eddy_task_name(const eddy_task *t);
+/* The key-group range this subtask owns (for its keyed state). */
+void eddy_task_key_groups(const eddy_task *t, int *max_parallelism,
+                          int *first, int *last);
+
+/*
+ * Sends a record on output `output`. For keyed outputs key is the record's
+ * key (canonical bytes): the key group and the consumer subtask follow from
+ * it. The bytes are copied. On failure see eddy_task_emit_errmsg().
+ */
+int eddy_task_emit(eddy_task *t, int output, int64_t timestamp,
+                   const void *key, size_t key_len, const void *value,
+                   size_t value_len);
+
+/* Why the last eddy_task_emit on t failed (the emitter reports it to its
+ * caller; it does not fail the job by itself). */
+const char *eddy_task_emit_errmsg(const eddy_task *t);
+
+/* Writes the job's error message (the first failure wins); returns code. */
+int eddy_task_seterr(eddy_task *t, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,250 @@
+/*
+ * The public face of every backend: argument checks, the state registry,
+ * and forwarding to the implementation's operation table. Keeping the
+ * checks here means each backend trusts its inputs and stays about storage.
+ */
+#include "state/backend_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *eddy_state_kind_name(eddy_state_kind kind)
+{
+  switch (kind) {
+  case EDDY_STATE_VALUE: return "value";
+  case EDDY_STATE_LIST: return "list";
+  case EDDY_STATE_MAP: return "map";
+  case EDDY_STATE_REDUCING: return "reducing";
+  case EDDY_STATE_AGGREGATING: return "aggregating";
+  }
+  return "unknown";
+}
+
+int eddy_backend_base_init(eddy_backend *b, const eddy_backend_ops *ops,
+                           const eddy_backend_config *cfg, eddy_err *err)
+{
+  memset(b, 0, sizeof *b);
+  if (ops->version != EDDY_BACKEND_OPS_VERSION)
+    return eddy_seterr(err, EDDY_EINVAL, "%s backend: interface version %d, expected %d",
+                       ops->name, ops->version, EDDY_BACKEND_OPS_VERSION);
+  if (cfg->max_parallelism <= 0 || cfg->first_key_group < 0 ||
+      cfg->first_key_group > cfg->last_key_group ||
+      cfg->last_key_group >= cfg->max_parallelism)
+    return eddy_seterr(err, EDDY_EINVAL,
+                       "%s backend: bad key-group range [%d, %d] for max parallelism %d",
+                       ops->name, cfg->first_key_group, cfg->last_key_group,
+                       cfg->max_parallelism);
+  b->ops = ops;
+  b->max_parallelism = cfg->max_parallelism;
+  b->first_key_group = cfg->first_key_group;
+  b->last_key_group = cfg->last_key_group;
+  return EDDY_OK;
+}
+
+void eddy_backend_base_free(eddy_backend *b)
+{
+  for (uint32_t i = 0; i < b->nstates; i++)
+    free(b->states[i].name);
+  free(b->states);
+  b->states = NULL;
+  b->nstates = b->states_cap = 0;
+}
+
+void eddy_backend_destroy(eddy_backend *b)
+{
+  if (b != NULL)
+    b->ops->destroy(b);
+}
+
+const char *eddy_backend_errmsg(const eddy_backend *b) { return b->err.msg; }
+
+const char *eddy_backend_name(const eddy_backend *b) { return b->ops->name; }
+
+void eddy_backend_key_groups(const eddy_backend *b, int *max_parallelism,
+                             int *first, int *last)
+{
+  *max_parallelism = b->max_parallelism;
+  *first = b->first_key_group;
+  *last = b->last_key_group;
+}
+
+int eddy_backend_register(eddy_backend *b, const char *name,
+                          eddy_state_kind kind, uint32_t *id)
+{
+  for (uint32_t i = 0; i < b->nstates; i++) {
+    if (strcmp(b->states[i].name, name) != 0)
+      continue;
+    if (b->states[i].kind != kind)
+      return eddy_seterr(&b->err, EDDY_EINVAL,
+                         "state '%s' is a %s state, not a %s state", name,
+                         eddy_state_kind_name(b->states[i].kind),
+                         eddy_state_kind_name(kind));
+    *id = i;
+    return EDDY_OK;
+  }
+  if (name[0] == '\0')
+    return eddy_seterr(&b->err, EDDY_EINVAL, "a state needs a non-empty name");
+  if (b->nstates == b->states_cap) {
+    uint32_t cap = b->states_cap ? 2 * b->states_cap : 8;
+    eddy_state_info *s = realloc(b->states, cap * sizeof *s);
+    if (s == NULL)
+      return eddy_seterr(&b->err, EDDY_ENOMEM, "out of memory registering state '%s'", name);
+    b->states = s;
+    b->states_cap = cap;
+  }
+  char *copy = strdup(name);
+  if (copy == NULL)
+    return eddy_seterr(&b->err, EDDY_ENOMEM, "out of memory registering state '%s'", name);
+  uint32_t next = b->nstates;
+  int rc = b->ops->add_state(b, next, copy, kind);
+  if (rc != EDDY_OK) {
+    free(copy);
+    return rc;
+  }
+  b->states[next].name = copy;
+  b->states[next].kind = kind;
+  b->nstates = next + 1;
+  *id = next;
+  return EDDY_OK;
+}
+
+uint32_t eddy_backend_state_count(const eddy_backend *b) { return b->nstates; }
+
+const char *eddy_backend_state_name(const eddy_backend *b, uint32_t id)
+{
+  return id < b->nstates ? b->states[id].name : NULL;
+}
+
+eddy_state_kind eddy_backend_state_kind(const eddy_backend *b, uint32_t id)
+{
+  return b->states[id].kind;
+}
+
+/* Rejects rows the implementations must never see. */
+static int check_row(eddy_backend *b, const eddy_row *row, int want_map)
+{
+  if (row->state >= b->nstates)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "unknown state id %u", row->state);
+  if (row->key_group < b->first_key_group || row->key_group > b->last_key_group)
+    return eddy_seterr(&b->err, EDDY_EINVAL,
+                       "key group %d is outside this backend's range [%d, %d]",
+                       row->key_group, b->first_key_group, b->last_key_group);
+  if (row->key == NULL || row->key_len == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "a state access needs a current key");
+  if (row->ns_len > 0 && row->ns == NULL)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "namespace length without bytes");
+  eddy_state_kind kind = b->states[row->state].kind;
+  int is_map = kind == EDDY_STATE_MAP, is_list = kind == EDDY_STATE_LIST;
+  if ((want_map == 1 && !is_map) || (want_map == 2 && !is_list) ||
+      (want_map == 0 && (is_map || is_list)))
+    return eddy_seterr(&b->err, EDDY_EINVAL, "state '%s' is a %s state",
+                       b->states[row->state].name, eddy_state_kind_name(kind));
+  return EDDY_OK;
+}
+
+enum { ANY = -1, VALUELIKE = 0, MAP = 1, LIST = 2 };
+
+int eddy_backend_get(eddy_backend *b, const eddy_row *row, eddy_slice *value)
+{
+  int rc = check_row(b, row, VALUELIKE);
+  return rc ? rc : b->ops->get(b, row, value);
+}
+
+int eddy_backend_put(eddy_backend *b, const eddy_row *row, const void *value,
+                     size_t len)
+{
+  int rc = check_row(b, row, VALUELIKE);
+  if (rc)
+    return rc;
+  if (len == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "cannot store an empty value");
+  return b->ops->put(b, row, value, len);
+}
+
+int eddy_backend_clear(eddy_backend *b, const eddy_row *row)
+{
+  int rc = check_row(b, row, ANY);
+  return rc ? rc : b->ops->clear(b, row);
+}
+
+int eddy_backend_list_append(eddy_backend *b, const eddy_row *row,
+                             const void *elems, size_t len)
+{
+  int rc = check_row(b, row, LIST);
+  if (rc)
+    return rc;
+  return len == 0 ? EDDY_OK : b->ops->list_append(b, row, elems, len);
+}
+
+int eddy_backend_list_get(eddy_backend *b, const eddy_row *row, eddy_slice *elems)
+{
+  int rc = check_row(b, row, LIST);
+  return rc ? rc : b->ops->list_get(b, row, elems);
+}
+
+int eddy_backend_list_set(eddy_backend *b, const eddy_row *row,
+                          const void *elems, size_t len)
+{
+  int rc = check_row(b, row, LIST);
+  return rc ? rc : b->ops->list_set(b, row, elems, len);
+}
+
+int eddy_backend_map_get(eddy_backend *b, const eddy_row *row, const void *ukey,
+                         size_t ukey_len, eddy_slice *value)
+{
+  int rc = check_row(b, row, MAP);
+  if (rc)
+    return rc;
+  if (ukey_len == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "empty map key");
+  return b->ops->map_get(b, row, ukey, ukey_len, value);
+}
+
+int eddy_backend_map_put(eddy_backend *b, const eddy_row *row, const void *ukey,
+                         size_t ukey_len, const void *value, size_t len)
+{
+  int rc = check_row(b, row, MAP);
+  if (rc)
+    return rc;
+  if (ukey_len == 0 || len == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "empty map key or value");
+  return b->ops->map_put(b, row, ukey, ukey_len, value, len);
+}
+
+int eddy_backend_map_remove(eddy_backend *b, const eddy_row *row,
+                            const void *ukey, size_t ukey_len)
+{
+  int rc = check_row(b, row, MAP);
+  if (rc)
+    return rc;
+  if (ukey_len == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "empty map key");
+  return b->ops->map_remove(b, row, ukey, ukey_len);
+}
+
+int eddy_backend_map_entries(eddy_backend *b, const eddy_row *row,
+                             eddy_slice *entries)
+{
+  int rc = check_row(b, row, MAP);
+  return rc ? rc : b->ops->map_entries(b, row, entries);
+}
+
+int eddy_backend_cursor_open(eddy_backend *b, uint32_t state,
+                             eddy_backend_cursor **out)
+{
+  if (state >= b->nstates)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "unknown state id %u", state);
+  return b->ops->cursor_open(b, state, out);
+}
+
+int eddy_backend_cursor_next(eddy_backend_cursor *c, eddy_row *row,
+                             eddy_slice *value)
+{
+  return c->backend->ops->cursor_next(c, row, value);
+}
+
+void eddy_backend_cursor_close(eddy_backend_cursor *c)
+{
+  if (c != NULL)
+    c->backend->ops->cursor_close(c);
+}

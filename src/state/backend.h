@@ -1,0 +1,131 @@
+/*
+ * The state backend interface: what keyed state needs from storage, and
+ * nothing about Lua. Both backends (heap, rocksdb) implement the same
+ * operations with the same observable behaviour; spec/ runs one conformance
+ * suite against each.
+ *
+ * A row is addressed by (state, key group, key, namespace): key and
+ * namespace are canonical MessagePack bytes (the namespace is empty, zero
+ * bytes, outside windows). A value, reducing or aggregating row holds one
+ * encoded value; a list row holds encoded elements back to back; a map row
+ * holds entries addressed by an encoded user key. Everything handed out is
+ * sorted the way RocksDB sorts bytes, so both backends list the same things
+ * in the same order: rows by (key group, key, namespace), map entries by
+ * user key.
+ *
+ * Memory: every eddy_slice a backend returns points into memory the backend
+ * owns and stays valid only until the next call on the same backend (or the
+ * next call on the same cursor, for cursors). Callers copy what they keep.
+ */
+#ifndef EDDY_STATE_BACKEND_H
+#define EDDY_STATE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+typedef enum eddy_state_kind {
+  EDDY_STATE_VALUE,
+  EDDY_STATE_LIST,
+  EDDY_STATE_MAP,
+  EDDY_STATE_REDUCING,
+  EDDY_STATE_AGGREGATING
+} eddy_state_kind;
+
+typedef struct eddy_row {
+  uint32_t state; /* id from eddy_backend_register */
+  int key_group;  /* within the backend's key-group range */
+  const void *key;
+  size_t key_len;
+  const void *ns;
+  size_t ns_len;
+} eddy_row;
+
+typedef struct eddy_backend eddy_backend;
+typedef struct eddy_backend_cursor eddy_backend_cursor;
+
+typedef struct eddy_backend_config {
+  int max_parallelism;
+  int first_key_group; /* inclusive range this backend owns */
+  int last_key_group;
+} eddy_backend_config;
+
+/* ---- creation (one constructor per backend) ---- */
+
+/* A heap backend. Returns EDDY_OK and *out, or an error in err. */
+int eddy_heap_backend_new(const eddy_backend_config *cfg, eddy_backend **out,
+                          eddy_err *err);
+
+void eddy_backend_destroy(eddy_backend *b);
+
+/* The message of the last failed call on b. */
+const char *eddy_backend_errmsg(const eddy_backend *b);
+const char *eddy_backend_name(const eddy_backend *b);
+void eddy_backend_key_groups(const eddy_backend *b, int *max_parallelism,
+                             int *first, int *last);
+
+/* ---- state registry ---- */
+
+/* Registers a state by name, or finds it if already registered with the
+ * same kind. EDDY_EINVAL if the name is taken by another kind. */
+int eddy_backend_register(eddy_backend *b, const char *name,
+                          eddy_state_kind kind, uint32_t *id);
+
+uint32_t eddy_backend_state_count(const eddy_backend *b);
+/* Name and kind of a registered state id (< state_count). The name stays
+ * valid as long as the backend. */
+const char *eddy_backend_state_name(const eddy_backend *b, uint32_t id);
+eddy_state_kind eddy_backend_state_kind(const eddy_backend *b, uint32_t id);
+const char *eddy_state_kind_name(eddy_state_kind kind);
+
+/* ---- rows: value, reducing, aggregating ---- */
+
+/* EDDY_ENOTFOUND if the row is absent. */
+int eddy_backend_get(eddy_backend *b, const eddy_row *row, eddy_slice *value);
+int eddy_backend_put(eddy_backend *b, const eddy_row *row, const void *value,
+                     size_t len);
+/* Removes a row of any kind, map entries included; absent is fine. */
+int eddy_backend_clear(eddy_backend *b, const eddy_row *row);
+
+/* ---- list rows ---- */
+
+/* Appends one or more encoded elements (concatenated). */
+int eddy_backend_list_append(eddy_backend *b, const eddy_row *row,
+                             const void *elems, size_t len);
+/* The elements back to back; EDDY_ENOTFOUND if the list is empty. */
+int eddy_backend_list_get(eddy_backend *b, const eddy_row *row,
+                          eddy_slice *elems);
+/* Replaces the whole list; len 0 clears it. */
+int eddy_backend_list_set(eddy_backend *b, const eddy_row *row,
+                          const void *elems, size_t len);
+
+/* ---- map rows ---- */
+
+int eddy_backend_map_get(eddy_backend *b, const eddy_row *row,
+                         const void *ukey, size_t ukey_len, eddy_slice *value);
+int eddy_backend_map_put(eddy_backend *b, const eddy_row *row,
+                         const void *ukey, size_t ukey_len, const void *value,
+                         size_t len);
+/* Absent is fine. */
+int eddy_backend_map_remove(eddy_backend *b, const eddy_row *row,
+                            const void *ukey, size_t ukey_len);
+/* All entries as user key, value, user key, value... sorted by user key;
+ * EDDY_ENOTFOUND if the map is empty. */
+int eddy_backend_map_entries(eddy_backend *b, const eddy_row *row,
+                             eddy_slice *entries);
+
+/* ---- iteration over every row of a state ---- */
+
+/* A cursor sees the rows as they were when it was opened, in the order
+ * (key group, key, namespace). */
+int eddy_backend_cursor_open(eddy_backend *b, uint32_t state,
+                             eddy_backend_cursor **out);
+/* Fills row (state, key group, key, namespace) and value (as get,
+ * list_get or map_entries would give it). EDDY_EEOF after the last row. */
+int eddy_backend_cursor_next(eddy_backend_cursor *c, eddy_row *row,
+                             eddy_slice *value);
+void eddy_backend_cursor_close(eddy_backend_cursor *c);
+
+#endif

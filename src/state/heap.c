@@ -1,0 +1,712 @@
+/*
+ * The heap backend: keyed state in hash tables in memory, the way Flink's
+ * HashMapStateBackend keeps it.
+ *
+ * Each state has one table per key group of the backend's range, because
+ * key groups are the unit of snapshots and rescaling: a snapshot can write
+ * its key groups one after the other, and a restore at another parallelism
+ * can take over whole tables. Most key groups may be empty, so a table
+ * allocates its slots on the first insert and frees them with the last
+ * remove.
+ *
+ * A table is keyed by the bytes key || namespace. Both are canonical
+ * MessagePack, which is self-delimiting, so the concatenation is
+ * unambiguous. A row's payload is one separately allocated byte string (a
+ * value, or a list's elements back to back) or, for map state, a nested
+ * table from user-key bytes to value bytes. Keeping every payload its own
+ * allocation is deliberate: copy-on-write snapshots (a later step) will
+ * share a payload between the live table and a snapshot instead of copying
+ * it.
+ *
+ * The tables are open addressing with linear probing; a slot keeps the
+ * 64-bit xxh3 of its item's key next to the pointer, so a lookup reads one
+ * run of slots, then the one item whose hash matches, then its payload.
+ * uthash was tried first: it lets a bucket chain grow to ten items before it
+ * doubles, and reads every chained item to compare hashes, which made the
+ * hot path (get then put of a small value for one of 100,000 keys) twice as
+ * slow.
+ */
+#include "state/backend_impl.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "util/msgpack.h"
+
+struct heap_item;
+
+typedef struct slot {
+  uint64_t hash;          /* of the item's key, compared before the key */
+  struct heap_item *item; /* NULL: free */
+} slot;
+
+/* At most 3/4 full, so every probe run ends at a free slot. */
+typedef struct table {
+  slot *slots; /* NULL while empty */
+  size_t mask; /* capacity - 1; the capacity is a power of two */
+  size_t count;
+} table;
+
+/* A row of a state, or an entry of a map row. */
+typedef struct heap_item {
+  union {
+    eddy_buf bytes; /* a value, a list's elements, a map entry's value */
+    table map;      /* a map row's entries; never empty */
+  } u;
+  uint32_t len;    /* of key[] */
+  uint32_t ns_off; /* rows: key[0 .. ns_off) is the key, then the namespace */
+  unsigned char key[];
+} heap_item;
+
+typedef struct heap_state {
+  eddy_state_kind kind;
+  table *groups; /* one per key group of the range */
+} heap_state;
+
+typedef struct heap_backend {
+  eddy_backend base;
+  int ngroups;
+  uint32_t nstates;
+  uint32_t states_cap;
+  heap_state *states;
+  eddy_buf rk;       /* key || namespace of the row being looked up */
+  eddy_buf out;      /* what map_entries hands out */
+  heap_item **order; /* map entries being sorted */
+  size_t order_cap;
+} heap_backend;
+
+/* ---- tables ---- */
+
+static slot *table_find(const table *t, const void *key, size_t len,
+                        uint64_t hash)
+{
+  if (t->slots == NULL)
+    return NULL;
+  for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    slot *s = &t->slots[i];
+    if (s->item == NULL)
+      return NULL;
+    if (s->hash == hash && s->item->len == len &&
+        memcmp(s->item->key, key, len) == 0)
+      return s;
+  }
+}
+
+static void place(slot *slots, size_t mask, slot s)
+{
+  size_t i = s.hash & mask;
+  while (slots[i].item != NULL)
+    i = (i + 1) & mask;
+  slots[i] = s;
+}
+
+/* Adds an item whose key is not in t. If growing fails, t is unchanged. */
+static int table_insert(table *t, heap_item *item, uint64_t hash)
+{
+  size_t cap = t->slots != NULL ? t->mask + 1 : 0;
+  if (4 * (t->count + 1) > 3 * cap) {
+    size_t bigger = cap != 0 ? 2 * cap : 8;
+    slot *slots = calloc(bigger, sizeof *slots);
+    if (slots == NULL)
+      return EDDY_ENOMEM;
+    for (size_t i = 0; i < cap; i++)
+      if (t->slots[i].item != NULL)
+        place(slots, bigger - 1, t->slots[i]);
+    free(t->slots);
+    t->slots = slots;
+    t->mask = bigger - 1;
+  }
+  place(t->slots, t->mask, (slot){hash, item});
+  t->count++;
+  return EDDY_OK;
+}
+
+/* Empties slot s. The items after it in its probe run move back into the
+ * hole when their home slot allows, so lookups need no tombstones. */
+static void table_remove(table *t, slot *s)
+{
+  size_t hole = (size_t)(s - t->slots);
+  for (size_t j = (hole + 1) & t->mask; t->slots[j].item != NULL;
+       j = (j + 1) & t->mask) {
+    size_t home = t->slots[j].hash & t->mask;
+    if (((j - home) & t->mask) >= ((j - hole) & t->mask)) {
+      t->slots[hole] = t->slots[j];
+      hole = j;
+    }
+  }
+  t->slots[hole].item = NULL;
+  if (--t->count == 0) {
+    free(t->slots);
+    t->slots = NULL;
+    t->mask = 0;
+  }
+}
+
+/* The next item from slot *i on: for (i = 0; (it = table_next(t, &i));) */
+static heap_item *table_next(const table *t, size_t *i)
+{
+  while (t->slots != NULL && *i <= t->mask) {
+    heap_item *item = t->slots[(*i)++].item;
+    if (item != NULL)
+      return item;
+  }
+  return NULL;
+}
+
+/* ---- items ---- */
+
+/* An item with an empty payload, in no table yet. */
+static heap_item *new_item(const void *key, size_t len, size_t ns_off)
+{
+  heap_item *it = malloc(sizeof *it + len);
+  if (it == NULL)
+    return NULL;
+  memset(it, 0, sizeof *it);
+  it->len = (uint32_t)len;
+  it->ns_off = (uint32_t)ns_off;
+  memcpy(it->key, key, len);
+  return it;
+}
+
+/* Frees an item that is in no table. */
+static void free_item(heap_item *it, int is_map)
+{
+  if (is_map) {
+    heap_item *e;
+    for (size_t i = 0; (e = table_next(&it->u.map, &i)) != NULL;)
+      free_item(e, 0);
+    free(it->u.map.slots);
+  } else {
+    free(it->u.bytes.data);
+  }
+  free(it);
+}
+
+/*
+ * Stores n > 0 bytes in buf. The allocation is reused when the bytes fit
+ * and fill at least half of it: rewriting a value of about the same size
+ * never allocates, and a value that shrank a lot gives its memory back.
+ * v may point into buf (a slice from get handed back to put).
+ */
+static int set_bytes(eddy_buf *buf, const void *v, size_t n)
+{
+  if (n <= buf->cap && n >= buf->cap / 2) {
+    memmove(buf->data, v, n);
+    buf->len = n;
+    return EDDY_OK;
+  }
+  unsigned char *p = malloc(n);
+  if (p == NULL)
+    return EDDY_ENOMEM;
+  memcpy(p, v, n);
+  free(buf->data);
+  buf->data = p;
+  buf->len = buf->cap = n;
+  return EDDY_OK;
+}
+
+/* Appends with doubling growth (amortised O(1)). v may be a slice of buf
+ * itself (a list appended to itself), which growing would free, so its
+ * offset is taken first. */
+static int append_bytes(eddy_buf *buf, const void *v, size_t n)
+{
+  uintptr_t p = (uintptr_t)v, lo = (uintptr_t)buf->data;
+  int inside = buf->data != NULL && p >= lo && p < lo + buf->len;
+  size_t off = inside ? (size_t)(p - lo) : 0;
+  if (eddy_buf_reserve(buf, n) != EDDY_OK)
+    return EDDY_ENOMEM;
+  memcpy(buf->data + buf->len, inside ? buf->data + off : v, n);
+  buf->len += n;
+  return EDDY_OK;
+}
+
+static int cmp_items(const void *x, const void *y)
+{
+  const heap_item *a = *(heap_item *const *)x, *b = *(heap_item *const *)y;
+  return eddy_mp_compare(a->key, a->len, b->key, b->len);
+}
+
+/* Appends a map row's entries as user key, value, ... in user-key order. */
+static int write_entries(heap_backend *h, eddy_buf *out, const heap_item *row)
+{
+  const table *map = &row->u.map;
+  if (map->count > h->order_cap) {
+    size_t cap = map->count > 2 * h->order_cap ? map->count : 2 * h->order_cap;
+    heap_item **order = realloc(h->order, cap * sizeof *order);
+    if (order == NULL)
+      return EDDY_ENOMEM;
+    h->order = order;
+    h->order_cap = cap;
+  }
+  size_t n = 0;
+  heap_item *e;
+  for (size_t i = 0; (e = table_next(map, &i)) != NULL;)
+    h->order[n++] = e;
+  qsort(h->order, n, sizeof *h->order, cmp_items);
+  for (size_t i = 0; i < n; i++) {
+    e = h->order[i];
+    if (eddy_buf_append(out, e->key, e->len) != EDDY_OK ||
+        eddy_buf_append(out, e->u.bytes.data, e->u.bytes.len) != EDDY_OK)
+      return EDDY_ENOMEM;
+  }
+  return EDDY_OK;
+}
+
+/* ---- finding rows ---- */
+
+/* Where a row lives or would live. */
+typedef struct lookup {
+  table *t;
+  const void *rk; /* key || namespace */
+  size_t rk_len;
+  size_t key_len;
+  uint64_t hash;
+  slot *s; /* the row's slot; NULL if absent */
+} lookup;
+
+static int out_of_memory(heap_backend *h, uint32_t state)
+{
+  return eddy_seterr(&h->base.err, EDDY_ENOMEM,
+                     "heap backend: out of memory in state '%s'",
+                     h->base.states[state].name);
+}
+
+static int absent(heap_backend *h, const eddy_row *row)
+{
+  return eddy_seterr(&h->base.err, EDDY_ENOTFOUND,
+                     "state '%s' has nothing for this key and namespace",
+                     h->base.states[row->state].name);
+}
+
+/* Fills lk for row; *found is the row, or NULL if absent. */
+static int locate(heap_backend *h, const eddy_row *row, lookup *lk,
+                  heap_item **found)
+{
+  if (row->key_len > UINT32_MAX - row->ns_len)
+    return eddy_seterr(&h->base.err, EDDY_ELIMIT,
+                       "state '%s': key and namespace longer than 4 GiB",
+                       h->base.states[row->state].name);
+  lk->t = &h->states[row->state].groups[row->key_group - h->base.first_key_group];
+  lk->key_len = row->key_len;
+  lk->rk_len = row->key_len + row->ns_len;
+  if (row->ns_len == 0) {
+    lk->rk = row->key; /* the common case needs no copy */
+  } else {
+    eddy_buf_reset(&h->rk);
+    if (eddy_buf_append(&h->rk, row->key, row->key_len) != EDDY_OK ||
+        eddy_buf_append(&h->rk, row->ns, row->ns_len) != EDDY_OK)
+      return out_of_memory(h, row->state);
+    lk->rk = h->rk.data;
+  }
+  lk->hash = XXH3_64bits(lk->rk, lk->rk_len);
+  lk->s = table_find(lk->t, lk->rk, lk->rk_len, lk->hash);
+  *found = lk->s != NULL ? lk->s->item : NULL;
+  return EDDY_OK;
+}
+
+static heap_item *new_row(const lookup *lk)
+{
+  return new_item(lk->rk, lk->rk_len, lk->key_len);
+}
+
+/* ---- states ---- */
+
+static int heap_add_state(eddy_backend *b, uint32_t id, const char *name,
+                          eddy_state_kind kind)
+{
+  heap_backend *h = (heap_backend *)b;
+  if (id == h->states_cap) {
+    uint32_t cap = h->states_cap ? 2 * h->states_cap : 8;
+    heap_state *s = realloc(h->states, cap * sizeof *s);
+    if (s == NULL)
+      goto oom;
+    h->states = s;
+    h->states_cap = cap;
+  }
+  table *groups = calloc((size_t)h->ngroups, sizeof *groups);
+  if (groups == NULL)
+    goto oom;
+  h->states[id].kind = kind;
+  h->states[id].groups = groups;
+  h->nstates = id + 1;
+  return EDDY_OK;
+oom:
+  return eddy_seterr(&b->err, EDDY_ENOMEM,
+                     "heap backend: out of memory adding state '%s'", name);
+}
+
+/* ---- value-like and list rows ---- */
+
+/* A list row's payload is its elements back to back, so this is list_get
+ * too. */
+static int heap_get(eddy_backend *b, const eddy_row *row, eddy_slice *value)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = locate(h, row, &lk, &r);
+  if (rc != EDDY_OK)
+    return rc;
+  if (r == NULL)
+    return absent(h, row);
+  value->data = r->u.bytes.data;
+  value->len = r->u.bytes.len;
+  return EDDY_OK;
+}
+
+static int heap_put(eddy_backend *b, const eddy_row *row, const void *v,
+                    size_t n)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = locate(h, row, &lk, &r);
+  if (rc != EDDY_OK)
+    return rc;
+  int fresh = r == NULL;
+  if (fresh && (r = new_row(&lk)) == NULL)
+    return out_of_memory(h, row->state);
+  if (set_bytes(&r->u.bytes, v, n) != EDDY_OK ||
+      (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK)) {
+    if (fresh)
+      free_item(r, 0);
+    return out_of_memory(h, row->state);
+  }
+  return EDDY_OK;
+}
+
+static int heap_clear(eddy_backend *b, const eddy_row *row)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = locate(h, row, &lk, &r);
+  if (rc != EDDY_OK || r == NULL)
+    return rc;
+  table_remove(lk.t, lk.s);
+  free_item(r, h->states[row->state].kind == EDDY_STATE_MAP);
+  return EDDY_OK;
+}
+
+static int heap_list_append(eddy_backend *b, const eddy_row *row,
+                            const void *v, size_t n)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = locate(h, row, &lk, &r);
+  if (rc != EDDY_OK)
+    return rc;
+  int fresh = r == NULL;
+  if (fresh && (r = new_row(&lk)) == NULL)
+    return out_of_memory(h, row->state);
+  if (append_bytes(&r->u.bytes, v, n) != EDDY_OK ||
+      (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK)) {
+    if (fresh)
+      free_item(r, 0);
+    return out_of_memory(h, row->state);
+  }
+  return EDDY_OK;
+}
+
+static int heap_list_set(eddy_backend *b, const eddy_row *row, const void *v,
+                         size_t n)
+{
+  return n == 0 ? heap_clear(b, row) : heap_put(b, row, v, n);
+}
+
+/* ---- map rows ---- */
+
+static int check_ukey(heap_backend *h, const eddy_row *row, size_t ukn)
+{
+  if (ukn > UINT32_MAX)
+    return eddy_seterr(&h->base.err, EDDY_ELIMIT,
+                       "state '%s': map key longer than 4 GiB",
+                       h->base.states[row->state].name);
+  return EDDY_OK;
+}
+
+/* The slot of map row r (maybe absent) that holds user key uk, or NULL. */
+static slot *find_entry(heap_item *r, const void *uk, size_t ukn,
+                        uint64_t hash)
+{
+  return r != NULL ? table_find(&r->u.map, uk, ukn, hash) : NULL;
+}
+
+static int heap_map_get(eddy_backend *b, const eddy_row *row, const void *uk,
+                        size_t ukn, eddy_slice *value)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = check_ukey(h, row, ukn);
+  if (rc != EDDY_OK || (rc = locate(h, row, &lk, &r)) != EDDY_OK)
+    return rc;
+  uint64_t hash = XXH3_64bits(uk, ukn);
+  slot *s = find_entry(r, uk, ukn, hash);
+  if (s == NULL)
+    return absent(h, row);
+  value->data = s->item->u.bytes.data;
+  value->len = s->item->u.bytes.len;
+  return EDDY_OK;
+}
+
+static int heap_map_put(eddy_backend *b, const eddy_row *row, const void *uk,
+                        size_t ukn, const void *v, size_t n)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = check_ukey(h, row, ukn);
+  if (rc != EDDY_OK || (rc = locate(h, row, &lk, &r)) != EDDY_OK)
+    return rc;
+  uint64_t hash = XXH3_64bits(uk, ukn);
+  slot *s = find_entry(r, uk, ukn, hash);
+  if (s != NULL)
+    return set_bytes(&s->item->u.bytes, v, n) == EDDY_OK
+               ? EDDY_OK
+               : out_of_memory(h, row->state);
+
+  /* A new entry, maybe in a new row: the row goes into its table last, so
+   * that a failure on the way leaves nothing behind. */
+  heap_item *e = new_item(uk, ukn, ukn);
+  if (e == NULL)
+    return out_of_memory(h, row->state);
+  if (set_bytes(&e->u.bytes, v, n) != EDDY_OK) {
+    free_item(e, 0);
+    return out_of_memory(h, row->state);
+  }
+  int fresh = r == NULL;
+  if (fresh && (r = new_row(&lk)) == NULL) {
+    free_item(e, 0);
+    return out_of_memory(h, row->state);
+  }
+  if (table_insert(&r->u.map, e, hash) != EDDY_OK) {
+    free_item(e, 0);
+    if (fresh)
+      free_item(r, 1);
+    return out_of_memory(h, row->state);
+  }
+  if (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK) {
+    free_item(r, 1);
+    return out_of_memory(h, row->state);
+  }
+  return EDDY_OK;
+}
+
+static int heap_map_remove(eddy_backend *b, const eddy_row *row,
+                           const void *uk, size_t ukn)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = check_ukey(h, row, ukn);
+  if (rc != EDDY_OK || (rc = locate(h, row, &lk, &r)) != EDDY_OK)
+    return rc;
+  uint64_t hash = XXH3_64bits(uk, ukn);
+  slot *s = find_entry(r, uk, ukn, hash);
+  if (s == NULL)
+    return EDDY_OK;
+  heap_item *e = s->item;
+  table_remove(&r->u.map, s);
+  free_item(e, 0);
+  if (r->u.map.count == 0) { /* an empty map is an absent row */
+    table_remove(lk.t, lk.s);
+    free_item(r, 1);
+  }
+  return EDDY_OK;
+}
+
+static int heap_map_entries(eddy_backend *b, const eddy_row *row,
+                            eddy_slice *entries)
+{
+  heap_backend *h = (heap_backend *)b;
+  lookup lk;
+  heap_item *r;
+  int rc = locate(h, row, &lk, &r);
+  if (rc != EDDY_OK)
+    return rc;
+  if (r == NULL)
+    return absent(h, row);
+  eddy_buf_reset(&h->out);
+  if (write_entries(h, &h->out, r) != EDDY_OK)
+    return out_of_memory(h, row->state);
+  entries->data = h->out.data;
+  entries->len = h->out.len;
+  return EDDY_OK;
+}
+
+/* ---- cursors ---- */
+
+/* A row as the cursor copied it. */
+typedef struct cursor_row {
+  int key_group;
+  uint32_t key_len;
+  uint32_t ns_len;
+  size_t off; /* key, namespace, then the value, in the cursor's data */
+  size_t value_len;
+} cursor_row;
+
+typedef struct heap_cursor {
+  eddy_backend_cursor base;
+  uint32_t state;
+  size_t nrows;
+  size_t next;
+  cursor_row *rows;
+  eddy_buf data;
+} heap_cursor;
+
+static int cmp_cursor_rows(const void *x, const void *y, void *data)
+{
+  const cursor_row *a = x, *b = y;
+  const unsigned char *d = data;
+  if (a->key_group != b->key_group)
+    return a->key_group < b->key_group ? -1 : 1;
+  int c = eddy_mp_compare(d + a->off, a->key_len, d + b->off, b->key_len);
+  if (c != 0)
+    return c;
+  return eddy_mp_compare(d + a->off + a->key_len, a->ns_len,
+                         d + b->off + b->key_len, b->ns_len);
+}
+
+static void heap_cursor_close(eddy_backend_cursor *bc)
+{
+  heap_cursor *c = (heap_cursor *)bc;
+  free(c->rows);
+  eddy_buf_free(&c->data);
+  free(c);
+}
+
+/* Copies every row of the state, so that writes after the open cannot
+ * disturb the cursor: snapshot semantics, at the price of a copy. */
+static int heap_cursor_open(eddy_backend *b, uint32_t state,
+                            eddy_backend_cursor **out)
+{
+  heap_backend *h = (heap_backend *)b;
+  heap_state *st = &h->states[state];
+  size_t n = 0;
+  for (int g = 0; g < h->ngroups; g++)
+    n += st->groups[g].count;
+
+  heap_cursor *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    goto oom;
+  c->base.backend = b;
+  c->state = state;
+  eddy_buf_init(&c->data);
+  if (n > 0 && (c->rows = malloc(n * sizeof *c->rows)) == NULL)
+    goto oom;
+  for (int g = 0; g < h->ngroups; g++) {
+    heap_item *r;
+    for (size_t i = 0; (r = table_next(&st->groups[g], &i)) != NULL;) {
+      cursor_row *cr = &c->rows[c->nrows++];
+      cr->key_group = h->base.first_key_group + g;
+      cr->key_len = r->ns_off;
+      cr->ns_len = r->len - r->ns_off;
+      cr->off = c->data.len;
+      if (eddy_buf_append(&c->data, r->key, r->len) != EDDY_OK)
+        goto oom;
+      size_t start = c->data.len;
+      if (st->kind == EDDY_STATE_MAP
+              ? write_entries(h, &c->data, r) != EDDY_OK
+              : eddy_buf_append(&c->data, r->u.bytes.data, r->u.bytes.len) != EDDY_OK)
+        goto oom;
+      cr->value_len = c->data.len - start;
+    }
+  }
+  if (c->nrows > 1)
+    qsort_r(c->rows, c->nrows, sizeof *c->rows, cmp_cursor_rows, c->data.data);
+  *out = &c->base;
+  return EDDY_OK;
+oom:
+  if (c != NULL)
+    heap_cursor_close(&c->base);
+  return eddy_seterr(&b->err, EDDY_ENOMEM,
+                     "heap backend: out of memory opening a cursor on state '%s'",
+                     b->states[state].name);
+}
+
+static int heap_cursor_next(eddy_backend_cursor *bc, eddy_row *row,
+                            eddy_slice *value)
+{
+  heap_cursor *c = (heap_cursor *)bc;
+  if (c->next == c->nrows)
+    return EDDY_EEOF;
+  const cursor_row *cr = &c->rows[c->next++];
+  const unsigned char *p = c->data.data + cr->off;
+  row->state = c->state;
+  row->key_group = cr->key_group;
+  row->key = p;
+  row->key_len = cr->key_len;
+  row->ns = p + cr->key_len;
+  row->ns_len = cr->ns_len;
+  value->data = p + cr->key_len + cr->ns_len;
+  value->len = cr->value_len;
+  return EDDY_OK;
+}
+
+/* ---- lifetime ---- */
+
+static void heap_destroy(eddy_backend *b)
+{
+  heap_backend *h = (heap_backend *)b;
+  for (uint32_t s = 0; s < h->nstates; s++) {
+    heap_state *st = &h->states[s];
+    for (int g = 0; g < h->ngroups; g++) {
+      heap_item *r;
+      for (size_t i = 0; (r = table_next(&st->groups[g], &i)) != NULL;)
+        free_item(r, st->kind == EDDY_STATE_MAP);
+      free(st->groups[g].slots);
+    }
+    free(st->groups);
+  }
+  free(h->states);
+  free(h->order);
+  eddy_buf_free(&h->rk);
+  eddy_buf_free(&h->out);
+  eddy_backend_base_free(b);
+  free(h);
+}
+
+static const eddy_backend_ops heap_ops = {
+  .version = EDDY_BACKEND_OPS_VERSION,
+  .name = "heap",
+  .add_state = heap_add_state,
+  .get = heap_get,
+  .put = heap_put,
+  .clear = heap_clear,
+  .list_append = heap_list_append,
+  .list_get = heap_get,
+  .list_set = heap_list_set,
+  .map_get = heap_map_get,
+  .map_put = heap_map_put,
+  .map_remove = heap_map_remove,
+  .map_entries = heap_map_entries,
+  .cursor_open = heap_cursor_open,
+  .cursor_next = heap_cursor_next,
+  .cursor_close = heap_cursor_close,
+  .destroy = heap_destroy,
+};
+
+int eddy_heap_backend_new(const eddy_backend_config *cfg, eddy_backend **out,
+                          eddy_err *err)
+{
+  if (cfg == NULL || out == NULL)
+    return eddy_seterr(err, EDDY_EINVAL,
+                       "heap backend: no configuration or no result pointer");
+  heap_backend *h = calloc(1, sizeof *h);
+  if (h == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "heap backend: out of memory");
+  int rc = eddy_backend_base_init(&h->base, &heap_ops, cfg, err);
+  if (rc != EDDY_OK) {
+    free(h);
+    return rc;
+  }
+  h->ngroups = cfg->last_key_group - cfg->first_key_group + 1;
+  eddy_buf_init(&h->rk);
+  eddy_buf_init(&h->out);
+  *out = &h->base;
+  return EDDY_OK;
+}
