@@ -58,7 +58,9 @@ function M.new(tbl)
   return self
 end
 
--- Processes one record (with an optional timestamp), as a job would.
+-- Processes one record (with an optional timestamp), as a job would, and
+-- returns what this record made the function emit (h:output() still has it
+-- too), so that a REPL shows each step's effect at once.
 function Harness:push(value, timestamp)
   if value == nil then
     error("h:push: a record must not be nil", 2)
@@ -69,13 +71,14 @@ function Harness:push(value, timestamp)
   local key = self._key(value)
   self._keyed:set_key(key)
   self._timestamp = timestamp
+  local before = #self._outputs
   local ok, err = pcall(self._fns.process, self._ctx, value, self._out)
   self._keyed:clear_key()
   self._timestamp = nil
   if not ok then
     error(err, 0)
   end
-  return self
+  return table.move(self._outputs, before + 1, #self._outputs, 1, {})
 end
 
 -- The records emitted since the last call.

@@ -111,21 +111,21 @@ static uint32_t rnd(void)
 }
 
 /*
- * Fault injection, as in SQLite's and Lua's test builds: outside ASan
- * (which owns malloc in its builds) the test replaces malloc, calloc and
- * realloc with versions that fail one call in fail_one_in while it is not
- * 0, so that every out-of-memory path of the backend gets taken.
+ * Fault injection, as in SQLite's and Lua's test builds: while fail_one_in
+ * is not 0, one allocation in fail_one_in fails, so that every
+ * out-of-memory path of the backend gets taken. The test replaces malloc,
+ * calloc and realloc for this, except under ASan, which owns them there
+ * (under valgrind, pass --soname-synonyms=somalloc=nouserintercepts).
  */
+static unsigned fail_one_in;
+
 #if defined(__SANITIZE_ADDRESS__)
 #define FAULTS 0
-static unsigned fail_one_in;
 #else
 #define FAULTS 1
 void *__libc_malloc(size_t n);
 void *__libc_calloc(size_t n, size_t size);
 void *__libc_realloc(void *p, size_t n);
-
-static unsigned fail_one_in;
 
 static int should_fail(void)
 {
@@ -352,14 +352,14 @@ static void test_bad_rows(void)
   eddy_row rv = row_of(v, 50, &key, NULL), rl = row_of(l, 50, &key, NULL),
            rm = row_of(m, 50, &key, NULL);
   CHECK_EQ_INT(eddy_backend_list_append(b, &rv, val.data, val.len), EDDY_EINVAL);
-  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'v' is a value state");
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'v' is a value state, not a list state");
   CHECK_EQ_INT(eddy_backend_map_get(b, &rv, key.data, key.len, &out), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_backend_get(b, &rl, &out), EDDY_EINVAL);
-  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'l' is a list state");
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'l' is a list state, not a value state");
   CHECK_EQ_INT(eddy_backend_put(b, &rl, val.data, val.len), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_backend_map_put(b, &rl, key.data, key.len, val.data, val.len), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_backend_put(b, &rm, val.data, val.len), EDDY_EINVAL);
-  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'm' is a map state");
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'm' is a map state, not a value state");
   CHECK_EQ_INT(eddy_backend_list_get(b, &rm, &out), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_backend_list_set(b, &rm, val.data, val.len), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_backend_map_entries(b, &rl, &out), EDDY_EINVAL);
@@ -784,6 +784,47 @@ static void test_cursor_lists_maps(void)
   eddy_backend_destroy(b);
 }
 
+/* Tables kept as full as they get (24 keys fit 32 slots), so that removals
+ * shift long probe runs, across the end of the slot array too. */
+static void test_churn(void)
+{
+  enum { NKEYS = 24, OPS = 60000 };
+  eddy_backend *b = new_backend(7, 7);
+  uint32_t v = reg(b, "v", EDDY_STATE_VALUE), m = reg(b, "m", EDDY_STATE_MAP);
+  enc mkey = mp_str("m");
+  eddy_row rm = row_of(m, 7, &mkey, NULL);
+  int val[NKEYS] = {0}, ent[NKEYS] = {0}, lost = 0;
+  for (int op = 0; op < OPS; op++) {
+    int k = (int)(rnd() % NKEYS), ver = 1 + (int)(rnd() % 100);
+    enc key = mp_int(k * 1000003), x = mp_int(ver);
+    eddy_row r = row_of(v, 7, &key, NULL);
+    if (rnd() % 2) {
+      CHECK_EQ_INT(eddy_backend_put(b, &r, x.data, x.len), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_map_put(b, &rm, key.data, key.len, x.data, x.len), EDDY_OK);
+      val[k] = ent[k] = ver;
+    } else {
+      CHECK_EQ_INT(eddy_backend_clear(b, &r), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_map_remove(b, &rm, key.data, key.len), EDDY_OK);
+      val[k] = ent[k] = 0;
+    }
+    for (int j = 0; j < NKEYS; j++) {
+      enc kj = mp_int(j * 1000003), want = mp_int(val[j]);
+      eddy_row rj = row_of(v, 7, &kj, NULL);
+      eddy_slice got;
+      int rc = eddy_backend_get(b, &rj, &got);
+      lost += val[j] ? rc != EDDY_OK || got.len != want.len ||
+                           memcmp(got.data, want.data, want.len) != 0
+                     : rc != EDDY_ENOTFOUND;
+      rc = eddy_backend_map_get(b, &rm, kj.data, kj.len, &got);
+      lost += ent[j] ? rc != EDDY_OK || got.len != want.len ||
+                           memcmp(got.data, want.data, want.len) != 0
+                     : rc != EDDY_ENOTFOUND;
+    }
+  }
+  CHECK_EQ_INT(lost, 0);
+  eddy_backend_destroy(b);
+}
+
 /* Deterministic value of key i at version ver, 20 to 50 bytes. */
 static enc stress_value(int i, int ver)
 {
@@ -1106,5 +1147,5 @@ static void test_out_of_memory_growth(void)
 TEST_MAIN("heap", TEST(test_create), TEST(test_register), TEST(test_values),
           TEST(test_namespaces), TEST(test_bad_rows), TEST(test_lists),
           TEST(test_maps), TEST(test_cursor_order), TEST(test_cursor_snapshot),
-          TEST(test_cursor_lists_maps), TEST(test_stress),
+          TEST(test_cursor_lists_maps), TEST(test_churn), TEST(test_stress),
           TEST(test_out_of_memory), TEST(test_out_of_memory_growth))

@@ -48,15 +48,20 @@ int eddy_lua_decode_array(lua_State *L, const void *data, size_t len,
 /* Raises a Lua error with err's message (call only after cleanup). */
 int eddy_lua_raise(lua_State *L, const eddy_err *err);
 
-/* The codec shared by every value a module call encodes (the module's
- * upvalue-free helpers reach it through the registry). */
-eddy_codec *eddy_lua_codec(lua_State *L);
+/* One codec per Lua state, made by luaopen_eddy_core. Every binding
+ * function carries it as upvalue 1 (as lua-cjson carries its config), so a
+ * record costs no registry lookup to encode. */
+void eddy_lua_push_codec(lua_State *L);
+#define eddy_lua_codec(L) ((eddy_codec *)lua_touserdata((L), lua_upvalueindex(1)))
 
-/* Registration of each binding file's functions into the eddy.core table
- * at the top of the stack. */
-void eddy_open_codec(lua_State *L);
-void eddy_open_state(lua_State *L);
-void eddy_open_job(lua_State *L);
-void eddy_open_io(lua_State *L);
+/* luaL_setfuncs with the codec at stack index codec as upvalue 1. */
+void eddy_lua_setfuncs(lua_State *L, const luaL_Reg *funcs, int codec);
+
+/* Registration of each binding file's functions and types; the eddy.core
+ * table is at the top of the stack, the codec at index codec. */
+void eddy_open_codec(lua_State *L, int codec);
+void eddy_open_state(lua_State *L, int codec);
+void eddy_open_job(lua_State *L, int codec);
+void eddy_open_io(lua_State *L, int codec);
 
 #endif

@@ -49,6 +49,9 @@ typedef struct encoder {
   eddy_err *err;
   const char *root;
   int depth;
+  int code;                /* of a failure */
+  const char *failed_what; /* set with a failure of the value itself */
+  char what_buf[64];
   const void *ancestors[EDDY_MP_MAX_DEPTH + 1];
 } encoder;
 
@@ -80,8 +83,8 @@ static void render_path(const encoder *e, char *buf, size_t size)
   n = w > 0 ? (size_t)w : 0;
   const path_seg *segs = (const path_seg *)e->c->path.data;
   size_t nsegs = e->c->path.len / sizeof(path_seg);
-  for (size_t i = 0; i < nsegs && n < size; i++) {
-    const path_seg *p = &segs[i];
+  for (size_t j = nsegs; j > 0 && n < size; j--) {
+    const path_seg *p = &segs[j - 1];
     if (p->type == LUA_TSTRING && is_identifier(p->s, p->len))
       w = snprintf(buf + n, size - n, ".%.*s", (int)(p->len > 64 ? 64 : p->len), p->s);
     else if (p->type == LUA_TSTRING)
@@ -101,14 +104,25 @@ static void render_path(const encoder *e, char *buf, size_t size)
   }
 }
 
+/* The message names the path from the root to the culprit. The path is
+ * collected only on failure: each level adds its key while the error
+ * unwinds (innermost first), so encoding a good value pays nothing for it. */
 static int fail(encoder *e, int code, const char *what)
+{
+  e->failed_what = what;
+  return code;
+}
+
+static void render_failure(encoder *e)
 {
   char path[512];
   render_path(e, path, sizeof path);
-  return eddy_seterr(e->err, code, "cannot store %s at %s", what, path);
+  eddy_seterr(e->err, e->code, "cannot store %s at %s", e->failed_what, path);
 }
 
-static int push_seg(encoder *e, int idx)
+/* Adds the key at idx to the path of a failure that is unwinding. Without
+ * memory for it the message just names less of the path. */
+static int push_seg(encoder *e, int idx, int rc)
 {
   path_seg seg;
   memset(&seg, 0, sizeof seg);
@@ -124,23 +138,10 @@ static int push_seg(encoder *e, int idx)
   } else if (seg.type == LUA_TBOOLEAN) {
     seg.i = lua_toboolean(e->L, idx);
   }
-  if (eddy_buf_append(&e->c->path, &seg, sizeof seg) != EDDY_OK)
-    return eddy_seterr(e->err, EDDY_ENOMEM, "out of memory encoding %s", e->root);
-  return EDDY_OK;
+  if (e->failed_what != NULL)
+    eddy_buf_append(&e->c->path, &seg, sizeof seg);
+  return rc;
 }
-
-static void push_index_seg(encoder *e, lua_Integer i, int *rc)
-{
-  path_seg seg;
-  memset(&seg, 0, sizeof seg);
-  seg.type = LUA_TNUMBER;
-  seg.is_int = 1;
-  seg.i = i;
-  if (eddy_buf_append(&e->c->path, &seg, sizeof seg) != EDDY_OK)
-    *rc = eddy_seterr(e->err, EDDY_ENOMEM, "out of memory encoding %s", e->root);
-}
-
-static void pop_seg(encoder *e) { e->c->path.len -= sizeof(path_seg); }
 
 static int encode_value(encoder *e, int idx);
 
@@ -171,9 +172,9 @@ static int encode_table(encoder *e, int idx)
   eddy_buf *out = &e->c->out;
   int rc;
   if (e->depth >= EDDY_MP_MAX_DEPTH) {
-    char what[64];
-    snprintf(what, sizeof what, "a value nested deeper than %d levels", EDDY_MP_MAX_DEPTH);
-    return fail(e, EDDY_ELIMIT, what);
+    snprintf(e->what_buf, sizeof e->what_buf, "a value nested deeper than %d levels",
+             EDDY_MP_MAX_DEPTH);
+    return fail(e, EDDY_ELIMIT, e->what_buf);
   }
   const void *self = lua_topointer(L, idx);
   for (int i = 0; i < e->depth; i++)
@@ -188,13 +189,10 @@ static int encode_table(encoder *e, int idx)
       goto oom;
     for (lua_Unsigned i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, (lua_Integer)i);
-      rc = EDDY_OK;
-      push_index_seg(e, (lua_Integer)i, &rc);
-      if (rc == EDDY_OK)
-        rc = encode_value(e, lua_gettop(L));
-      if (rc != EDDY_OK)
-        return rc;
-      pop_seg(e);
+      if ((rc = encode_value(e, lua_gettop(L))) != EDDY_OK) {
+        lua_pushinteger(L, (lua_Integer)i);
+        return push_seg(e, -1, rc);
+      }
       lua_pop(L, 1);
     }
     e->depth--;
@@ -209,14 +207,11 @@ static int encode_table(encoder *e, int idx)
     int top = lua_gettop(L);
     eddy_mp_pair pair;
     pair.off = out->len;
-    if ((rc = push_seg(e, top - 1)) != EDDY_OK)
-      return rc;
     if ((rc = encode_value(e, top - 1)) != EDDY_OK)
-      return rc;
+      return push_seg(e, top - 1, rc);
     pair.key_len = out->len - pair.off;
     if ((rc = encode_value(e, top)) != EDDY_OK)
-      return rc;
-    pop_seg(e);
+      return push_seg(e, top - 1, rc);
     pair.len = out->len - pair.off;
     if (eddy_buf_append(&e->c->pairs, &pair, sizeof pair) != EDDY_OK)
       goto oom;
@@ -269,10 +264,10 @@ static int encode_value(encoder *e, int idx)
   case LUA_TTABLE:
     return encode_table(e, idx);
   default: {
-    char what[64];
     int t = lua_type(L, idx);
-    snprintf(what, sizeof what, "a %s", t == LUA_TLIGHTUSERDATA ? "userdata" : lua_typename(L, t));
-    return fail(e, EDDY_EINVAL, what);
+    snprintf(e->what_buf, sizeof e->what_buf, "a %s",
+             t == LUA_TLIGHTUSERDATA ? "userdata" : lua_typename(L, t));
+    return fail(e, EDDY_EINVAL, e->what_buf);
   }
   }
   if (rc != EDDY_OK)
@@ -289,14 +284,21 @@ int eddy_lua_encode(lua_State *L, int idx, eddy_codec *c, const char *root,
   e.err = err;
   e.root = root;
   e.depth = 0;
+  e.code = EDDY_OK;
+  e.failed_what = NULL;
   int top = lua_gettop(L);
   idx = lua_absindex(L, idx);
   size_t start = c->out.len;
   eddy_buf_reset(&c->path);
   eddy_buf_reset(&c->pairs);
   int rc = encode_value(&e, idx);
-  if (rc != EDDY_OK)
+  if (rc != EDDY_OK) {
     c->out.len = start;
+    if (e.failed_what != NULL) {
+      e.code = rc;
+      render_failure(&e);
+    }
+  }
   lua_settop(L, top);
   return rc;
 }
@@ -433,8 +435,6 @@ int eddy_lua_raise(lua_State *L, const eddy_err *err)
 /* ---- the per-state codec and the module functions ---- */
 
 #define CODEC_MT "eddy.Codec"
-/* the registry slot of this state's codec */
-static const char CODEC_KEY[] = "eddy.codec";
 
 static int codec_gc(lua_State *L)
 {
@@ -443,24 +443,21 @@ static int codec_gc(lua_State *L)
   return 0;
 }
 
-eddy_codec *eddy_lua_codec(lua_State *L)
+void eddy_lua_push_codec(lua_State *L)
 {
-  eddy_codec *c;
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CODEC_KEY) == LUA_TUSERDATA) {
-    c = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return c;
-  }
-  lua_pop(L, 1);
-  c = lua_newuserdatauv(L, sizeof *c, 0);
+  eddy_codec *c = lua_newuserdatauv(L, sizeof *c, 0);
   eddy_codec_init(c);
   if (luaL_newmetatable(L, CODEC_MT)) {
     lua_pushcfunction(L, codec_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, CODEC_KEY);
-  return c;
+}
+
+void eddy_lua_setfuncs(lua_State *L, const luaL_Reg *funcs, int codec)
+{
+  lua_pushvalue(L, codec);
+  luaL_setfuncs(L, funcs, 1);
 }
 
 /* eddy.encode(value) -> bytes */
@@ -487,11 +484,11 @@ static int l_decode(lua_State *L)
   return 1;
 }
 
-void eddy_open_codec(lua_State *L)
+void eddy_open_codec(lua_State *L, int codec)
 {
   static const luaL_Reg funcs[] = {
       {"decode", l_decode},
       {"encode", l_encode},
       {NULL, NULL}};
-  luaL_setfuncs(L, funcs, 0);
+  eddy_lua_setfuncs(L, funcs, codec);
 }

@@ -125,11 +125,13 @@ int luaopen_eddy_core(lua_State *L)
       {"sleep_ms", l_sleep_ms},
       {NULL, NULL}};
   luaL_checkversion(L);
+  eddy_lua_push_codec(L);
+  int codec = lua_gettop(L);
   lua_newtable(L);
-  luaL_setfuncs(L, funcs, 0);
-  eddy_open_codec(L);
-  eddy_open_state(L);
-  eddy_open_job(L);
-  eddy_open_io(L);
+  eddy_lua_setfuncs(L, funcs, codec);
+  eddy_open_codec(L, codec);
+  eddy_open_state(L, codec);
+  eddy_open_job(L, codec);
+  eddy_open_io(L, codec);
   return 1;
 }

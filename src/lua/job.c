@@ -197,29 +197,36 @@ static int op_poll(void *task_ud, eddy_task *t, int budget, int *finished)
 static int process_protected(lua_State *L)
 {
   ltask *lt = lua_touserdata(L, 1);
-  const eddy_frame *f = lua_touserdata(L, 2);
+  const eddy_frame *frames = lua_touserdata(L, 2);
+  int n = (int)lua_tointeger(L, 3);
   lua_rawgeti(L, LUA_REGISTRYINDEX, lt->push_ref);
+  int push = lua_gettop(L);
   eddy_err err;
-  if (eddy_lua_decode(L, f->value.data, f->value.len, NULL, &err) != EDDY_OK)
-    return luaL_error(L, "a record arrived damaged: %s", err.msg);
-  lua_pushinteger(L, f->input + 1);
-  lua_call(L, 2, 0);
+  for (int i = 0; i < n; i++) {
+    const eddy_frame *f = &frames[i];
+    if (lt->keyed != NULL && f->key.len > 0 &&
+        eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
+      return luaL_error(L, "%s", eddy_keyed_errmsg(lt->keyed));
+    lt->timestamp = f->timestamp;
+    lua_pushvalue(L, push);
+    if (eddy_lua_decode(L, f->value.data, f->value.len, NULL, &err) != EDDY_OK)
+      return luaL_error(L, "a record arrived damaged: %s", err.msg);
+    lua_pushinteger(L, f->input + 1);
+    lua_call(L, 2, 0);
+  }
   return 0;
 }
 
-static int op_process(void *task_ud, eddy_task *t, const eddy_frame *f)
+static int op_process(void *task_ud, eddy_task *t, const eddy_frame *frames, int n)
 {
+  (void)t;
   ltask *lt = task_ud;
   lua_State *L = lt->L;
-  if (lt->keyed != NULL && f->key.len > 0 &&
-      eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
-    return eddy_task_seterr(t, EDDY_EINVAL, "%s: %s", eddy_task_name(t),
-                            eddy_keyed_errmsg(lt->keyed));
-  lt->timestamp = f->timestamp;
   lua_pushcfunction(L, process_protected);
   lua_pushlightuserdata(L, lt);
-  lua_pushlightuserdata(L, (void *)f);
-  int rc = pcall_task(lt, 2, 0);
+  lua_pushlightuserdata(L, (void *)frames);
+  lua_pushinteger(L, n);
+  int rc = pcall_task(lt, 3, 0);
   if (lt->keyed != NULL)
     eddy_keyed_clear_key(lt->keyed);
   return rc;
@@ -333,11 +340,12 @@ static int l_task_key_groups(lua_State *L)
   return 3;
 }
 
-/* emit(value [, key]): upvalue 1 is the Task, 2 the output index. */
+/* emit(value [, key]): upvalue 1 is the codec, 2 the Task, 3 the output
+ * index. */
 static int emit(lua_State *L)
 {
-  ltask *lt = check_task(L, lua_upvalueindex(1));
-  int output = (int)lua_tointeger(L, lua_upvalueindex(2));
+  ltask *lt = check_task(L, lua_upvalueindex(2));
+  int output = (int)lua_tointeger(L, lua_upvalueindex(3));
   luaL_checkany(L, 1);
   if (lua_isnil(L, 1))
     return luaL_error(L, "a record must not be nil");
@@ -366,8 +374,10 @@ static int l_task_emitter(lua_State *L)
   check_task(L, 1);
   lua_Integer output = luaL_checkinteger(L, 2);
   lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
   lua_pushinteger(L, output);
-  lua_pushcclosure(L, emit, 2);
+  lua_pushcclosure(L, emit, 3);
   return 1;
 }
 
@@ -521,7 +531,7 @@ static int l_job_stats(lua_State *L)
   return 1;
 }
 
-void eddy_open_job(lua_State *L)
+void eddy_open_job(lua_State *L, int codec)
 {
   static const luaL_Reg job_meta[] = {{"__close", job_gc}, {"__gc", job_gc}, {NULL, NULL}};
   static const luaL_Reg job_methods[] = {
@@ -533,17 +543,17 @@ void eddy_open_job(lua_State *L)
       {"parallelism", l_task_parallelism}, {"set_timestamp", l_task_set_timestamp},
       {"timestamp", l_task_timestamp}, {NULL, NULL}};
   luaL_newmetatable(L, JOB_MT);
-  luaL_setfuncs(L, job_meta, 0);
+  eddy_lua_setfuncs(L, job_meta, codec);
   lua_newtable(L);
-  luaL_setfuncs(L, job_methods, 0);
+  eddy_lua_setfuncs(L, job_methods, codec);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, TASK_MT);
   lua_newtable(L);
-  luaL_setfuncs(L, task_methods, 0);
+  eddy_lua_setfuncs(L, task_methods, codec);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
   static const luaL_Reg funcs[] = {{"job_new", l_job_new}, {NULL, NULL}};
-  luaL_setfuncs(L, funcs, 0);
+  eddy_lua_setfuncs(L, funcs, codec);
 }

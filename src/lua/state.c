@@ -814,17 +814,17 @@ static int l_keyed_tostring(lua_State *L)
 /* ---- registration ---- */
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
-                     const luaL_Reg *metamethods)
+                     const luaL_Reg *metamethods, int codec)
 {
   luaL_newmetatable(L, mt);
-  luaL_setfuncs(L, metamethods, 0);
+  eddy_lua_setfuncs(L, metamethods, codec);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  eddy_lua_setfuncs(L, methods, codec);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
 
-void eddy_open_state(lua_State *L)
+void eddy_open_state(lua_State *L, int codec)
 {
   static const luaL_Reg state_meta[] = {{"__tostring", l_state_tostring}, {NULL, NULL}};
   static const luaL_Reg value_methods[] = {
@@ -856,14 +856,14 @@ void eddy_open_state(lua_State *L)
   static const luaL_Reg cursor_meta[] = {{"__close", cursor_gc}, {"__gc", cursor_gc}, {NULL, NULL}};
   static const luaL_Reg no_methods[] = {{NULL, NULL}};
 
-  new_type(L, STATE_MT[EDDY_STATE_VALUE], value_methods, state_meta);
-  new_type(L, STATE_MT[EDDY_STATE_LIST], list_methods, state_meta);
-  new_type(L, STATE_MT[EDDY_STATE_MAP], map_methods, state_meta);
-  new_type(L, STATE_MT[EDDY_STATE_REDUCING], reducing_methods, state_meta);
-  new_type(L, STATE_MT[EDDY_STATE_AGGREGATING], aggregating_methods, state_meta);
-  new_type(L, KEYED_MT, keyed_methods, keyed_meta);
-  new_type(L, CURSOR_MT, no_methods, cursor_meta);
+  new_type(L, STATE_MT[EDDY_STATE_VALUE], value_methods, state_meta, codec);
+  new_type(L, STATE_MT[EDDY_STATE_LIST], list_methods, state_meta, codec);
+  new_type(L, STATE_MT[EDDY_STATE_MAP], map_methods, state_meta, codec);
+  new_type(L, STATE_MT[EDDY_STATE_REDUCING], reducing_methods, state_meta, codec);
+  new_type(L, STATE_MT[EDDY_STATE_AGGREGATING], aggregating_methods, state_meta, codec);
+  new_type(L, KEYED_MT, keyed_methods, keyed_meta, codec);
+  new_type(L, CURSOR_MT, no_methods, cursor_meta, codec);
 
   static const luaL_Reg funcs[] = {{"keyed_new", l_keyed_new}, {NULL, NULL}};
-  luaL_setfuncs(L, funcs, 0);
+  eddy_lua_setfuncs(L, funcs, codec);
 }

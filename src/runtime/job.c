@@ -16,8 +16,9 @@
 #include "state/keygroup.h"
 #include "util/interrupt.h"
 
-/* Records a source subtask emits per round of the inline executor: large
- * enough to amortise the round, small enough to keep channels short. */
+/* Records a source subtask emits per round of the inline executor, and
+ * records handed to a consumer's callback at once: large enough to amortise
+ * the call, small enough to keep channels short. */
 #define INLINE_BATCH 256
 
 typedef struct frame_header {
@@ -56,6 +57,7 @@ struct eddy_task {
   int next_input; /* round-robin position */
   task_output *outputs;
   int noutputs;
+  eddy_frame *batch; /* INLINE_BATCH frames being handed to process */
   eddy_task_stats stats;
   eddy_err emit_err; /* why the last eddy_task_emit failed */
 };
@@ -105,6 +107,7 @@ static void free_tasks(vertex *v)
   for (int i = 0; i < v->parallelism; i++) {
     eddy_task *t = &v->tasks[i];
     free(t->inputs);
+    free(t->batch);
     for (int o = 0; o < t->noutputs; o++)
       free(t->outputs[o].channels);
     free(t->outputs);
@@ -207,6 +210,8 @@ static int build_tasks(eddy_job *job)
       t->noutputs = v->noutputs;
       if (v->noutputs > 0 &&
           (t->outputs = calloc((size_t)v->noutputs, sizeof *t->outputs)) == NULL)
+        goto oom;
+      if (!v->is_source && (t->batch = calloc(INLINE_BATCH, sizeof *t->batch)) == NULL)
         goto oom;
       t->next_input = 0;
     }
@@ -422,30 +427,39 @@ static int finish_task(eddy_job *job, eddy_task *t)
 }
 
 /* Takes one frame from each non-empty input channel in turn until all are
- * empty. */
+ * empty, handing the records over in batches. A batch's frames point into
+ * the channels, so these are compacted only after the callback. */
 static int drain_task(eddy_job *job, eddy_task *t)
 {
   vertex *v = &job->vertices[t->vertex];
   int idle = 0;
   while (idle < t->ninputs) {
-    channel *ch = t->inputs[t->next_input];
-    t->next_input = (t->next_input + 1) % t->ninputs;
-    if (!channel_has_frame(ch)) {
-      idle++;
-      continue;
-    }
+    int n = 0;
     idle = 0;
-    eddy_frame f;
-    channel_pop(ch, &f);
-    int rc = EDDY_OK;
-    if (f.kind == EDDY_FRAME_END) {
-      ch->ended = 1;
-      t->ended_inputs++;
-    } else {
-      t->stats.records_in++;
-      rc = v->ops->process(t->ud, t, &f);
+    while (n < INLINE_BATCH && idle < t->ninputs) {
+      channel *ch = t->inputs[t->next_input];
+      t->next_input = (t->next_input + 1) % t->ninputs;
+      if (!channel_has_frame(ch)) {
+        idle++;
+        continue;
+      }
+      idle = 0;
+      eddy_frame *f = &t->batch[n];
+      channel_pop(ch, f);
+      if (f->kind == EDDY_FRAME_END) {
+        ch->ended = 1;
+        t->ended_inputs++;
+      } else {
+        n++;
+      }
     }
-    channel_compact(ch);
+    int rc = EDDY_OK;
+    if (n > 0) {
+      t->stats.records_in += (uint64_t)n;
+      rc = v->ops->process(t->ud, t, t->batch, n);
+    }
+    for (int i = 0; i < t->ninputs; i++)
+      channel_compact(t->inputs[i]);
     if (rc != EDDY_OK)
       return fail(job, t, rc, "process");
   }

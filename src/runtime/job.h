@@ -62,8 +62,10 @@ typedef struct eddy_vertex_ops {
   int (*open)(void *vertex_ud, eddy_task *task, void **task_ud);
   /* Sources: emit up to budget records; set *finished at the end of input. */
   int (*poll)(void *task_ud, eddy_task *task, int budget, int *finished);
-  /* Non-sources: one record frame. */
-  int (*process)(void *task_ud, eddy_task *task, const eddy_frame *frame);
+  /* Non-sources: n >= 1 record frames in arrival order. Handing over a
+   * batch lets a callback pay its fixed cost (entering Lua) once for many
+   * records. */
+  int (*process)(void *task_ud, eddy_task *task, const eddy_frame *frames, int n);
   /* Every input has ended (or the source finished): a last chance to emit. */
   int (*finish)(void *task_ud, eddy_task *task);
   /* Called once for every opened subtask, after success or failure; an

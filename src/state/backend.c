@@ -71,6 +71,8 @@ void eddy_backend_key_groups(const eddy_backend *b, int *max_parallelism,
 int eddy_backend_register(eddy_backend *b, const char *name,
                           eddy_state_kind kind, uint32_t *id)
 {
+  if (name == NULL || name[0] == '\0')
+    return eddy_seterr(&b->err, EDDY_EINVAL, "a state needs a non-empty name");
   for (uint32_t i = 0; i < b->nstates; i++) {
     if (strcmp(b->states[i].name, name) != 0)
       continue;
@@ -82,8 +84,6 @@ int eddy_backend_register(eddy_backend *b, const char *name,
     *id = i;
     return EDDY_OK;
   }
-  if (name[0] == '\0')
-    return eddy_seterr(&b->err, EDDY_EINVAL, "a state needs a non-empty name");
   if (b->nstates == b->states_cap) {
     uint32_t cap = b->states_cap ? 2 * b->states_cap : 8;
     eddy_state_info *s = realloc(b->states, cap * sizeof *s);
@@ -117,7 +117,7 @@ const char *eddy_backend_state_name(const eddy_backend *b, uint32_t id)
 
 eddy_state_kind eddy_backend_state_kind(const eddy_backend *b, uint32_t id)
 {
-  return b->states[id].kind;
+  return id < b->nstates ? b->states[id].kind : EDDY_STATE_VALUE;
 }
 
 /* Rejects rows the implementations must never see. */
@@ -137,8 +137,9 @@ static int check_row(eddy_backend *b, const eddy_row *row, int want_map)
   int is_map = kind == EDDY_STATE_MAP, is_list = kind == EDDY_STATE_LIST;
   if ((want_map == 1 && !is_map) || (want_map == 2 && !is_list) ||
       (want_map == 0 && (is_map || is_list)))
-    return eddy_seterr(&b->err, EDDY_EINVAL, "state '%s' is a %s state",
-                       b->states[row->state].name, eddy_state_kind_name(kind));
+    return eddy_seterr(&b->err, EDDY_EINVAL, "state '%s' is a %s state, not a %s state",
+                       b->states[row->state].name, eddy_state_kind_name(kind),
+                       want_map == 1 ? "map" : want_map == 2 ? "list" : "value");
   return EDDY_OK;
 }
 

@@ -58,6 +58,7 @@ typedef struct eddy_backend_config {
 int eddy_heap_backend_new(const eddy_backend_config *cfg, eddy_backend **out,
                           eddy_err *err);
 
+/* Destroys b; its cursors must have been closed before. */
 void eddy_backend_destroy(eddy_backend *b);
 
 /* The message of the last failed call on b. */

@@ -22,9 +22,9 @@
  * 64-bit xxh3 of its item's key next to the pointer, so a lookup reads one
  * run of slots, then the one item whose hash matches, then its payload.
  * uthash was tried first: it lets a bucket chain grow to ten items before it
- * doubles, and reads every chained item to compare hashes, which made the
- * hot path (get then put of a small value for one of 100,000 keys) twice as
- * slow.
+ * doubles, and reads every chained item to compare hashes. On the hot path
+ * (get then put of a 30-byte value for one of 100,000 random keys) it took
+ * 1.7 times as long, and it used a quarter more memory per row.
  */
 #include "state/backend_impl.h"
 
@@ -79,6 +79,7 @@ typedef struct heap_backend {
 
 /* ---- tables ---- */
 
+/* The slot holding key, or NULL. */
 static slot *table_find(const table *t, const void *key, size_t len,
                         uint64_t hash)
 {
@@ -94,6 +95,7 @@ static slot *table_find(const table *t, const void *key, size_t len,
   }
 }
 
+/* Puts s into the first free slot from its home slot on. */
 static void place(slot *slots, size_t mask, slot s)
 {
   size_t i = s.hash & mask;
@@ -284,7 +286,7 @@ static int absent(heap_backend *h, const eddy_row *row)
 static int locate(heap_backend *h, const eddy_row *row, lookup *lk,
                   heap_item **found)
 {
-  if (row->key_len > UINT32_MAX - row->ns_len)
+  if (row->ns_len > UINT32_MAX || row->key_len > UINT32_MAX - row->ns_len)
     return eddy_seterr(&h->base.err, EDDY_ELIMIT,
                        "state '%s': key and namespace longer than 4 GiB",
                        h->base.states[row->state].name);

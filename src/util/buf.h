@@ -37,6 +37,7 @@ static inline int eddy_buf_reserve(eddy_buf *b, size_t extra)
   return (b->cap - b->len >= extra) ? EDDY_OK : eddy_buf_grow(b, extra);
 }
 
+/* p must not point into b itself: growing b may move its bytes. */
 static inline int eddy_buf_append(eddy_buf *b, const void *p, size_t n)
 {
   int rc = eddy_buf_reserve(b, n);

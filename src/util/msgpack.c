@@ -166,11 +166,12 @@ int eddy_mp_finish_map(eddy_buf *b, size_t start, eddy_mp_pair *pairs,
     }
   }
 
+  /* room for the header (at most 5 bytes) first, so that a failure leaves
+   * b as it was */
+  if ((rc = eddy_buf_reserve(b, 5)) != EDDY_OK)
+    goto done;
   b->len = start;
-  if ((rc = eddy_mp_write_map(b, n)) != EDDY_OK)
-    goto done;
-  if ((rc = eddy_buf_reserve(b, body)) != EDDY_OK)
-    goto done;
+  eddy_mp_write_map(b, n);
   for (uint32_t i = 0; i < n; i++) {
     memcpy(b->data + b->len, items[i].key, items[i].pair->len);
     b->len += items[i].pair->len;
@@ -312,12 +313,13 @@ static int skip_value(eddy_mp_reader *r, int max_depth)
     }
     if (it.type == EDDY_MP_ARRAY || it.type == EDDY_MP_MAP) {
       uint64_t n = it.type == EDDY_MP_MAP ? 2 * (uint64_t)it.v.n : it.v.n;
-      if (n == 0)
-        continue;
+      /* an empty container is a level too, as it is for the encoder */
       if (depth + 1 > max_depth) {
         r->p = save;
         return EDDY_ELIMIT;
       }
+      if (n == 0)
+        continue;
       /* Every element takes at least one byte: a count beyond the input
        * is a truncated value, found here rather than after a long walk. */
       if (n > (uint64_t)(r->end - r->p)) {

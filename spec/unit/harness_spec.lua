@@ -1,0 +1,87 @@
+-- The harness: a keyed process function driven record by record, with its
+-- output, side outputs and state open to inspection after every step.
+
+local eddy = require "eddy"
+
+local counter = {
+  open = function(ctx) ctx:value_state("count") end,
+  process = function(ctx, r, out)
+    local c = ctx:value_state("count")
+    c:update((c:value() or 0) + 1)
+    out { user = ctx:key(), n = c:value(), ts = ctx:timestamp() }
+    if r.alert then
+      out:side("alerts", r.user)
+    end
+  end,
+}
+
+describe("eddy.harness", function()
+  it("returns what each push emitted and keeps it for h:output()", function()
+    local h = eddy.harness { process = counter, key_by = "user" }
+    assert.are.same({ { user = "ann", n = 1 } }, h:push { user = "ann" })
+    assert.are.same({ { user = "ann", n = 2, ts = 1000 } }, h:push({ user = "ann" }, 1000))
+    h:push { user = "bob" }
+    assert.are.same({
+      { user = "ann", n = 1 }, { user = "ann", n = 2, ts = 1000 }, { user = "bob", n = 1 },
+    }, h:output())
+    assert.are.same({}, h:output())
+  end)
+
+  it("collects side outputs per tag", function()
+    local h = eddy.harness { process = counter, key_by = "user" }
+    h:push { user = "ann", alert = true }
+    h:push { user = "bob", alert = true }
+    assert.are.same({ "ann", "bob" }, h:side_output("alerts"))
+    assert.are.same({}, h:side_output("alerts"))
+    assert.are.same({}, h:side_output("other"))
+  end)
+
+  it("shows state by name and key", function()
+    local h = eddy.harness { process = counter, key_by = function(r) return r.user:upper() end }
+    h:push { user = "ann" }
+    h:push { user = "ann" }
+    assert.are.equal(2, h:state("count", "ANN"))
+    assert.is_nil(h:state("count", "ann"))
+    assert.are.same({ { key = "ANN", key_group = eddy.key_group("ANN"), value = 2 } }, h:state("count"))
+    assert.are.same({ count = h:state("count") }, h:state())
+  end)
+
+  it("lists no timers, and says what it cannot do yet", function()
+    local h = eddy.harness { process = counter, key_by = "user" }
+    assert.are.same({}, h:timers())
+    local ok, err = pcall(h.watermark, h, 5)
+    assert.is_false(ok)
+    assert.matches("h:watermark is not available in this version of eddy", err, 1, true)
+  end)
+
+  it("calls open at creation and close once", function()
+    local calls = {}
+    local h = eddy.harness {
+      key_by = "k",
+      process = {
+        open = function() calls[#calls + 1] = "open" end,
+        process = function() end,
+        close = function() calls[#calls + 1] = "close" end,
+      },
+    }
+    h:close()
+    h:close()
+    assert.are.same({ "open", "close" }, calls)
+  end)
+
+  it("refuses a bad configuration or record with a clear message", function()
+    local ok, err = pcall(eddy.harness, { key_by = "k" })
+    assert.is_false(ok)
+    assert.matches("eddy.harness: process", err, 1, true)
+    ok, err = pcall(eddy.harness, { process = counter, key_by = "k", backnd = "heap" })
+    assert.is_false(ok)
+    assert.matches("unknown key 'backnd' (did you mean 'backend'?)", err, 1, true)
+    local h = eddy.harness { process = counter, key_by = "user" }
+    ok, err = pcall(h.push, h, { name = "x" })
+    assert.is_false(ok)
+    assert.matches('key_by("user"): the record has no field "user"', err, 1, true)
+    ok, err = pcall(h.push, h, { user = "x" }, 1.5)
+    assert.is_false(ok)
+    assert.matches("timestamp must be an integer", err, 1, true)
+  end)
+end)
