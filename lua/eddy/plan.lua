@@ -27,24 +27,21 @@ local M = {}
 -- consumer wins, as when a stream is partitioned twice.
 local function physical_inputs(node)
   local found = {}
-  local function resolve(n, part, key, key_desc, tag)
+  local function resolve(n, via, tag)
     if n.kind == "partition" then
-      if part then
-        return resolve(n.inputs[1], part, key, key_desc, tag)
-      end
-      return resolve(n.inputs[1], n.part, n.key, n.key_desc, tag)
+      return resolve(n.inputs[1], via or n, tag)
     elseif n.kind == "union" then
       for _, i in ipairs(n.inputs) do
-        resolve(i, part, key, key_desc, tag)
+        resolve(i, via, tag)
       end
     elseif n.kind == "side" then
-      return resolve(n.inputs[1], part, key, key_desc, n.tag)
+      return resolve(n.inputs[1], via, n.tag)
     else
-      found[#found + 1] = { node = n, part = part, key = key, key_desc = key_desc, tag = tag }
+      found[#found + 1] = { node = n, via = via, part = via and via.part, tag = tag }
     end
   end
   for _, i in ipairs(node.inputs) do
-    resolve(i, nil, nil, nil, nil)
+    resolve(i, nil, nil)
   end
   return found
 end
@@ -137,11 +134,12 @@ function M.compile(job)
           if n.keyed and part ~= "keyed" then
             error(("eddy.job: %s needs a keyed stream"):format(display_name(n)), 0)
           end
-          local e = { from = from, to = v, part = part, key = input.key,
-                      key_desc = input.key_desc }
+          local via = input.via or {}
+          local e = { from = from, to = v, part = part, key = via.key, key_field = via.key_field,
+                      key_desc = via.key_desc }
           v.inputs[#v.inputs + 1] = e
           local list = consumers_of(input.node, input.tag)
-          list[#list + 1] = { edge = e, key = input.key }
+          list[#list + 1] = { edge = e }
         end
       end
     end
@@ -178,14 +176,14 @@ local function open_subtask(job, v, task, keyed)
       for _, c in ipairs(list) do
         if c.chain then
           fns[#fns + 1] = push_of[c.chain]
+        elseif c.edge.key_field ~= nil then
+          -- the emitter reads the key's field itself: one call per record
+          fns[#fns + 1] = task:emitter(c.edge.output, c.edge.key_field, c.edge.key)
+        elseif c.edge.key then
+          local emit, key = task:emitter(c.edge.output), c.edge.key
+          fns[#fns + 1] = function(value) emit(value, key(value)) end
         else
-          local emit = task:emitter(c.edge.output)
-          if c.key then
-            local key = c.key
-            fns[#fns + 1] = function(value) emit(value, key(value)) end
-          else
-            fns[#fns + 1] = emit
-          end
+          fns[#fns + 1] = task:emitter(c.edge.output)
         end
       end
       return fanout(fns)
@@ -211,6 +209,7 @@ local function open_subtask(job, v, task, keyed)
     handler.poll = head.poll
   else
     handler.push = head.push
+    handler.call = head.call
   end
   -- end of input: finish every node in graph order, so a node's last
   -- records still reach the nodes after it

@@ -111,7 +111,7 @@ local function key_selector(key)
           :format(show(field), show(field), show(v)), 0)
       end
       return k
-    end, show(field)
+    end, show(field), field
   elseif type(key) == "function" then
     return function(v)
       local k = key(v)
@@ -126,8 +126,8 @@ end
 M.key_selector = key_selector
 
 function Stream:key_by(key)
-  local selector, desc = key_selector(key)
-  local node = { kind = "partition", part = "keyed", key = selector, key_desc = desc,
+  local selector, desc, field = key_selector(key)
+  local node = { kind = "partition", part = "keyed", key = selector, key_desc = desc, key_field = field,
                  name = "key_by(" .. desc .. ")", inputs = { self._node } }
   self._job:_add(node)
   return wrap(self._job, node, KeyedStream)
@@ -237,6 +237,7 @@ function M.process_instance(env, fns)
   end
   return {
     push = function(v) process(ctx, v, out) end,
+    call = { process, ctx, out }, -- the same, without the extra call
     close = fns.close and function() fns.close(ctx) end,
   }
 end

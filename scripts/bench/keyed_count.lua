@@ -15,14 +15,16 @@ for i = 1, nkeys do
 end
 
 local job = eddy.job { name = "keyed-count", executor = "inline", parallelism = 1 }
+local state
 job:from_generator {
   count = records,
   fn = function(i) return { key = keys[i % nkeys + 1], amount = i % 100 } end,
 }
   :key_by("key")
   :process("count", {
-    process = function(ctx, r)
-      local state = ctx:value_state("stats")
+    -- as in Flink, the state handle is obtained once, in open
+    open = function(ctx) state = ctx:value_state("stats") end,
+    process = function(_, r)
       local s = state:value() or { count = 0, total = 0 }
       s.count = s.count + 1
       s.total = s.total + r.amount

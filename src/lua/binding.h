@@ -48,20 +48,28 @@ int eddy_lua_decode_array(lua_State *L, const void *data, size_t len,
 /* Raises a Lua error with err's message (call only after cleanup). */
 int eddy_lua_raise(lua_State *L, const eddy_err *err);
 
-/* One codec per Lua state, made by luaopen_eddy_core. Every binding
- * function carries it as upvalue 1 (as lua-cjson carries its config), so a
- * record costs no registry lookup to encode. */
-void eddy_lua_push_codec(lua_State *L);
-#define eddy_lua_codec(L) ((eddy_codec *)lua_touserdata((L), lua_upvalueindex(1)))
+/* The binding's context, one per Lua state, made by luaopen_eddy_core.
+ * Every binding function carries it as upvalue 1 (as lua-cjson carries its
+ * config), so the per-record paths reach it without a registry lookup. */
+typedef struct eddy_binding {
+  eddy_codec codec;
+  /* the metatables of the state handle types, by eddy_state_kind, so that
+   * a state method checks its receiver with one pointer comparison */
+  const void *state_mt[5];
+} eddy_binding;
 
-/* luaL_setfuncs with the codec at stack index codec as upvalue 1. */
-void eddy_lua_setfuncs(lua_State *L, const luaL_Reg *funcs, int codec);
+void eddy_lua_push_binding(lua_State *L);
+#define eddy_lua_binding(L) ((eddy_binding *)lua_touserdata((L), lua_upvalueindex(1)))
+#define eddy_lua_codec(L) (&eddy_lua_binding(L)->codec)
+
+/* luaL_setfuncs with the binding context at stack index ctx as upvalue 1. */
+void eddy_lua_setfuncs(lua_State *L, const luaL_Reg *funcs, int ctx);
 
 /* Registration of each binding file's functions and types; the eddy.core
- * table is at the top of the stack, the codec at index codec. */
-void eddy_open_codec(lua_State *L, int codec);
-void eddy_open_state(lua_State *L, int codec);
-void eddy_open_job(lua_State *L, int codec);
-void eddy_open_io(lua_State *L, int codec);
+ * table is at the top of the stack, the binding context at index ctx. */
+void eddy_open_codec(lua_State *L, int ctx);
+void eddy_open_state(lua_State *L, int ctx);
+void eddy_open_job(lua_State *L, int ctx);
+void eddy_open_io(lua_State *L, int ctx);
 
 #endif

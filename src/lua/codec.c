@@ -434,29 +434,30 @@ int eddy_lua_raise(lua_State *L, const eddy_err *err)
 
 /* ---- the per-state codec and the module functions ---- */
 
-#define CODEC_MT "eddy.Codec"
+#define BINDING_MT "eddy.Binding"
 
-static int codec_gc(lua_State *L)
+static int binding_gc(lua_State *L)
 {
-  eddy_codec *c = luaL_checkudata(L, 1, CODEC_MT);
-  eddy_codec_free(c);
+  eddy_binding *b = luaL_checkudata(L, 1, BINDING_MT);
+  eddy_codec_free(&b->codec);
   return 0;
 }
 
-void eddy_lua_push_codec(lua_State *L)
+void eddy_lua_push_binding(lua_State *L)
 {
-  eddy_codec *c = lua_newuserdatauv(L, sizeof *c, 0);
-  eddy_codec_init(c);
-  if (luaL_newmetatable(L, CODEC_MT)) {
-    lua_pushcfunction(L, codec_gc);
+  eddy_binding *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  eddy_codec_init(&b->codec);
+  if (luaL_newmetatable(L, BINDING_MT)) {
+    lua_pushcfunction(L, binding_gc);
     lua_setfield(L, -2, "__gc");
   }
   lua_setmetatable(L, -2);
 }
 
-void eddy_lua_setfuncs(lua_State *L, const luaL_Reg *funcs, int codec)
+void eddy_lua_setfuncs(lua_State *L, const luaL_Reg *funcs, int ctx)
 {
-  lua_pushvalue(L, codec);
+  lua_pushvalue(L, ctx);
   luaL_setfuncs(L, funcs, 1);
 }
 
@@ -484,11 +485,11 @@ static int l_decode(lua_State *L)
   return 1;
 }
 
-void eddy_open_codec(lua_State *L, int codec)
+void eddy_open_codec(lua_State *L, int ctx)
 {
   static const luaL_Reg funcs[] = {
       {"decode", l_decode},
       {"encode", l_encode},
       {NULL, NULL}};
-  eddy_lua_setfuncs(L, funcs, codec);
+  eddy_lua_setfuncs(L, funcs, ctx);
 }

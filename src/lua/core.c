@@ -125,13 +125,13 @@ int luaopen_eddy_core(lua_State *L)
       {"sleep_ms", l_sleep_ms},
       {NULL, NULL}};
   luaL_checkversion(L);
-  eddy_lua_push_codec(L);
-  int codec = lua_gettop(L);
+  eddy_lua_push_binding(L);
+  int ctx = lua_gettop(L);
   lua_newtable(L);
-  eddy_lua_setfuncs(L, funcs, codec);
-  eddy_open_codec(L, codec);
-  eddy_open_state(L, codec);
-  eddy_open_job(L, codec);
-  eddy_open_io(L, codec);
+  eddy_lua_setfuncs(L, funcs, ctx);
+  eddy_open_codec(L, ctx);
+  eddy_open_state(L, ctx);
+  eddy_open_job(L, ctx);
+  eddy_open_io(L, ctx);
   return 1;
 }

@@ -219,7 +219,7 @@ static int l_writer_path(lua_State *L)
 }
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
-                     lua_CFunction gc, int codec)
+                     lua_CFunction gc, int ctx)
 {
   luaL_newmetatable(L, mt);
   lua_pushcfunction(L, gc);
@@ -227,12 +227,12 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
   lua_pushcfunction(L, gc);
   lua_setfield(L, -2, "__close");
   lua_newtable(L);
-  eddy_lua_setfuncs(L, methods, codec);
+  eddy_lua_setfuncs(L, methods, ctx);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
 
-void eddy_open_io(lua_State *L, int codec)
+void eddy_open_io(lua_State *L, int ctx)
 {
   static const luaL_Reg reader_methods[] = {
       {"close", reader_gc}, {"next", l_reader_next},
@@ -240,9 +240,9 @@ void eddy_open_io(lua_State *L, int codec)
   static const luaL_Reg writer_methods[] = {
       {"close", l_writer_close}, {"path", l_writer_path},
       {"write", l_writer_write}, {NULL, NULL}};
-  new_type(L, READER_MT, reader_methods, reader_gc, codec);
-  new_type(L, WRITER_MT, writer_methods, writer_gc, codec);
+  new_type(L, READER_MT, reader_methods, reader_gc, ctx);
+  new_type(L, WRITER_MT, writer_methods, writer_gc, ctx);
   static const luaL_Reg funcs[] = {
       {"reader_open", l_reader_open}, {"writer_open", l_writer_open}, {NULL, NULL}};
-  eddy_lua_setfuncs(L, funcs, codec);
+  eddy_lua_setfuncs(L, funcs, ctx);
 }

@@ -13,10 +13,16 @@
  *   poll(budget) -> finished      sources: emit up to budget records
  *   push(value, input)            others: one record (the current key and
  *                                 timestamp are already set)
+ *   call = {f, a, b}              optional, instead of push: each record is
+ *                                 handed over as f(a, value, b), which
+ *                                 saves a Lua call when the chain starts
+ *                                 with a process function
  *   finish()                      end of input (optional)
  *   close()                       always, at the end (optional)
- * Records go out through emitters: task:emitter(output) returns
- * function(value) and, for keyed outputs, function(value, key).
+ * Records go out through emitters: task:emitter(output [, field, selector])
+ * returns function(value) and, for keyed outputs, function(value, key), or
+ * with a field name, function(value) that takes the key from that field
+ * (calling selector only to report a record without it).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +59,7 @@ typedef struct ltask {
   int handler_ref;
   int push_ref;
   int poll_ref;
+  int call_ref; /* the handler's call table, or LUA_NOREF */
   int64_t timestamp; /* of the record being processed */
 } ltask;
 
@@ -147,6 +154,10 @@ static int open_protected(lua_State *L)
     return luaL_error(L, "a vertex's open must return a handler table");
   lt->push_ref = ref_field(L, -1, "push");
   lt->poll_ref = ref_field(L, -1, "poll");
+  if (lua_getfield(L, -1, "call") == LUA_TTABLE)
+    lt->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
   lt->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
@@ -163,7 +174,7 @@ static int op_open(void *vertex_ud, eddy_task *t, void **task_ud)
   lt->L = L;
   lt->t = t;
   lt->keyed_ref = lt->task_ref = lt->handler_ref = LUA_NOREF;
-  lt->push_ref = lt->poll_ref = LUA_NOREF;
+  lt->push_ref = lt->poll_ref = lt->call_ref = LUA_NOREF;
   lt->timestamp = EDDY_NO_TIMESTAMP;
   lua_pushcfunction(L, open_protected);
   lua_pushlightuserdata(L, v);
@@ -199,8 +210,16 @@ static int process_protected(lua_State *L)
   ltask *lt = lua_touserdata(L, 1);
   const eddy_frame *frames = lua_touserdata(L, 2);
   int n = (int)lua_tointeger(L, 3);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->push_ref);
-  int push = lua_gettop(L);
+  int direct = lt->call_ref != LUA_NOREF;
+  if (direct) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->call_ref);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+  } else {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->push_ref);
+  }
+  int top = lua_gettop(L);
   eddy_err err;
   for (int i = 0; i < n; i++) {
     const eddy_frame *f = &frames[i];
@@ -208,11 +227,19 @@ static int process_protected(lua_State *L)
         eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
       return luaL_error(L, "%s", eddy_keyed_errmsg(lt->keyed));
     lt->timestamp = f->timestamp;
-    lua_pushvalue(L, push);
+    if (direct) {
+      lua_pushvalue(L, top - 2); /* f */
+      lua_pushvalue(L, top - 1); /* a */
+    } else {
+      lua_pushvalue(L, top); /* push */
+    }
     if (eddy_lua_decode(L, f->value.data, f->value.len, NULL, &err) != EDDY_OK)
       return luaL_error(L, "a record arrived damaged: %s", err.msg);
-    lua_pushinteger(L, f->input + 1);
-    lua_call(L, 2, 0);
+    if (direct)
+      lua_pushvalue(L, top); /* b */
+    else
+      lua_pushinteger(L, f->input + 1);
+    lua_call(L, direct ? 3 : 2, 0);
   }
   return 0;
 }
@@ -267,6 +294,7 @@ static void release_task(ltask *lt)
   luaL_unref(L, LUA_REGISTRYINDEX, lt->handler_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->push_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->poll_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->call_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->keyed_ref); /* the keyed state dies with its userdata */
   free(lt);
 }
@@ -340,8 +368,9 @@ static int l_task_key_groups(lua_State *L)
   return 3;
 }
 
-/* emit(value [, key]): upvalue 1 is the codec, 2 the Task, 3 the output
- * index. */
+/* emit(value [, key]): upvalue 1 is the binding, 2 the Task, 3 the output
+ * index, 4 the key's field name (or nil), 5 the key selector that explains
+ * a missing field. */
 static int emit(lua_State *L)
 {
   ltask *lt = check_task(L, lua_upvalueindex(2));
@@ -349,6 +378,22 @@ static int emit(lua_State *L)
   luaL_checkany(L, 1);
   if (lua_isnil(L, 1))
     return luaL_error(L, "a record must not be nil");
+  if (!lua_isnil(L, lua_upvalueindex(4))) {
+    lua_settop(L, 1);
+    if (lua_type(L, 1) == LUA_TTABLE) {
+      lua_pushvalue(L, lua_upvalueindex(4));
+      lua_gettable(L, 1); /* record, key */
+    } else {
+      lua_pushnil(L);
+    }
+    if (lua_isnil(L, 2)) {
+      /* the selector says what is wrong with the record, and raises */
+      lua_pop(L, 1);
+      lua_pushvalue(L, lua_upvalueindex(5));
+      lua_pushvalue(L, 1);
+      lua_call(L, 1, 1); /* record, key */
+    }
+  }
   eddy_codec *c = eddy_lua_codec(L);
   eddy_err err;
   eddy_buf_reset(&c->out);
@@ -369,15 +414,21 @@ static int emit(lua_State *L)
   return 0;
 }
 
+/* task:emitter(output [, field, selector]) -> emit function */
 static int l_task_emitter(lua_State *L)
 {
   check_task(L, 1);
   lua_Integer output = luaL_checkinteger(L, 2);
-  lua_settop(L, 1);
+  int has_field = !lua_isnoneornil(L, 3);
+  if (has_field)
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+  lua_settop(L, 4);
   lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
+  lua_pushvalue(L, 1);
   lua_pushinteger(L, output);
-  lua_pushcclosure(L, emit, 3);
+  lua_pushvalue(L, 3);
+  lua_pushvalue(L, 4);
+  lua_pushcclosure(L, emit, 5);
   return 1;
 }
 
@@ -531,7 +582,7 @@ static int l_job_stats(lua_State *L)
   return 1;
 }
 
-void eddy_open_job(lua_State *L, int codec)
+void eddy_open_job(lua_State *L, int ctx)
 {
   static const luaL_Reg job_meta[] = {{"__close", job_gc}, {"__gc", job_gc}, {NULL, NULL}};
   static const luaL_Reg job_methods[] = {
@@ -543,17 +594,17 @@ void eddy_open_job(lua_State *L, int codec)
       {"parallelism", l_task_parallelism}, {"set_timestamp", l_task_set_timestamp},
       {"timestamp", l_task_timestamp}, {NULL, NULL}};
   luaL_newmetatable(L, JOB_MT);
-  eddy_lua_setfuncs(L, job_meta, codec);
+  eddy_lua_setfuncs(L, job_meta, ctx);
   lua_newtable(L);
-  eddy_lua_setfuncs(L, job_methods, codec);
+  eddy_lua_setfuncs(L, job_methods, ctx);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, TASK_MT);
   lua_newtable(L);
-  eddy_lua_setfuncs(L, task_methods, codec);
+  eddy_lua_setfuncs(L, task_methods, ctx);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
   static const luaL_Reg funcs[] = {{"job_new", l_job_new}, {NULL, NULL}};
-  eddy_lua_setfuncs(L, funcs, codec);
+  eddy_lua_setfuncs(L, funcs, ctx);
 }

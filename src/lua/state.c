@@ -49,9 +49,19 @@ static lkeyed *check_keyed(lua_State *L, int idx)
   return lk;
 }
 
+/* The state handle at idx. Every state method runs this on each call, so
+ * it compares metatable pointers (kept in the binding context) instead of
+ * looking the type name up in the registry as luaL_checkudata does. */
 static lstate *check_state(lua_State *L, int idx, eddy_state_kind kind)
 {
-  lstate *s = luaL_checkudata(L, idx, STATE_MT[kind]);
+  lstate *s = lua_touserdata(L, idx);
+  int ok = s != NULL && lua_getmetatable(L, idx);
+  if (ok) {
+    ok = lua_topointer(L, -1) == eddy_lua_binding(L)->state_mt[kind];
+    lua_pop(L, 1);
+  }
+  if (!ok)
+    luaL_typeerror(L, idx, STATE_MT[kind]);
   if (s->owner->k == NULL)
     luaL_error(L, "%s state '%s': its keyed state is closed",
                eddy_state_kind_name(s->kind), s->name);
@@ -814,17 +824,17 @@ static int l_keyed_tostring(lua_State *L)
 /* ---- registration ---- */
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
-                     const luaL_Reg *metamethods, int codec)
+                     const luaL_Reg *metamethods, int ctx)
 {
   luaL_newmetatable(L, mt);
-  eddy_lua_setfuncs(L, metamethods, codec);
+  eddy_lua_setfuncs(L, metamethods, ctx);
   lua_newtable(L);
-  eddy_lua_setfuncs(L, methods, codec);
+  eddy_lua_setfuncs(L, methods, ctx);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 }
 
-void eddy_open_state(lua_State *L, int codec)
+void eddy_open_state(lua_State *L, int ctx)
 {
   static const luaL_Reg state_meta[] = {{"__tostring", l_state_tostring}, {NULL, NULL}};
   static const luaL_Reg value_methods[] = {
@@ -856,14 +866,20 @@ void eddy_open_state(lua_State *L, int codec)
   static const luaL_Reg cursor_meta[] = {{"__close", cursor_gc}, {"__gc", cursor_gc}, {NULL, NULL}};
   static const luaL_Reg no_methods[] = {{NULL, NULL}};
 
-  new_type(L, STATE_MT[EDDY_STATE_VALUE], value_methods, state_meta, codec);
-  new_type(L, STATE_MT[EDDY_STATE_LIST], list_methods, state_meta, codec);
-  new_type(L, STATE_MT[EDDY_STATE_MAP], map_methods, state_meta, codec);
-  new_type(L, STATE_MT[EDDY_STATE_REDUCING], reducing_methods, state_meta, codec);
-  new_type(L, STATE_MT[EDDY_STATE_AGGREGATING], aggregating_methods, state_meta, codec);
-  new_type(L, KEYED_MT, keyed_methods, keyed_meta, codec);
-  new_type(L, CURSOR_MT, no_methods, cursor_meta, codec);
+  new_type(L, STATE_MT[EDDY_STATE_VALUE], value_methods, state_meta, ctx);
+  new_type(L, STATE_MT[EDDY_STATE_LIST], list_methods, state_meta, ctx);
+  new_type(L, STATE_MT[EDDY_STATE_MAP], map_methods, state_meta, ctx);
+  new_type(L, STATE_MT[EDDY_STATE_REDUCING], reducing_methods, state_meta, ctx);
+  new_type(L, STATE_MT[EDDY_STATE_AGGREGATING], aggregating_methods, state_meta, ctx);
+  new_type(L, KEYED_MT, keyed_methods, keyed_meta, ctx);
+  new_type(L, CURSOR_MT, no_methods, cursor_meta, ctx);
+  eddy_binding *binding = lua_touserdata(L, ctx);
+  for (int kind = 0; kind < 5; kind++) {
+    luaL_getmetatable(L, STATE_MT[kind]);
+    binding->state_mt[kind] = lua_topointer(L, -1);
+    lua_pop(L, 1);
+  }
 
   static const luaL_Reg funcs[] = {{"keyed_new", l_keyed_new}, {NULL, NULL}};
-  eddy_lua_setfuncs(L, funcs, codec);
+  eddy_lua_setfuncs(L, funcs, ctx);
 }
