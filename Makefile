@@ -124,6 +124,8 @@ test: deps
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
+	@echo "eddy run examples/order_stats.lua: per customer, a ValueState {count, total};"
+	@echo "every 50th order of a customer prints the average of those 50 orders."
 	$(Q)$(RUN_ENV) $(EXE) run examples/order_stats.lua
 
 bench: deps

@@ -211,17 +211,40 @@ function Stream:assign_timestamps()
   error("assign_timestamps is not available in this version of eddy", 2)
 end
 
--- Non-keyed process: a process function without keyed state.
-function Stream:process(uid, fns)
-  check_uid(uid, "process")
+-- Checks the functions of a process call: a table with a process function,
+-- known names only, and none that this version cannot run.
+local function check_process(uid, fns, known, unavailable)
+  check_uid(uid, "process", 3)
   if type(fns) ~= "table" or type(fns.process) ~= "function" then
-    error("process: expected a table with a process function", 2)
+    error("process: expected a table with a process function", 3)
   end
-  for _, hook in ipairs { "initialize_state", "snapshot_state" } do
-    if fns[hook] ~= nil then
-      error("process: " .. hook .. " is not available in this version of eddy", 2)
+  for k, v in pairs(fns) do
+    if not known[k] then
+      local names = {}
+      for name in pairs(known) do
+        names[#names + 1] = name
+      end
+      table.sort(names)
+      error(("process: unknown function '%s' (expected %s)")
+        :format(tostring(k), table.concat(names, ", ")), 3)
+    elseif type(v) ~= "function" then
+      error(("process: '%s' must be a function"):format(k), 3)
+    elseif unavailable[k] then
+      error(("process: %s is not available in this version of eddy"):format(unavailable[k]), 3)
     end
   end
+end
+
+local PROCESS = { open = true, process = true, close = true,
+                  initialize_state = true, snapshot_state = true }
+local KEYED_PROCESS = { open = true, process = true, close = true, on_timer = true }
+
+-- Non-keyed process: a process function without keyed state.
+function Stream:process(uid, fns)
+  check_process(uid, fns, PROCESS, {
+    initialize_state = "initialize_state (operator state)",
+    snapshot_state = "snapshot_state (operator state)",
+  })
   return self:_op("process " .. uid, function(env)
     return M.process_instance(env, fns)
   end, { uid = uid })
@@ -252,20 +275,7 @@ local function keyed_op(self, name, uid, build)
 end
 
 function KeyedStream:process(uid, fns)
-  check_uid(uid, "process")
-  if type(fns) ~= "table" or type(fns.process) ~= "function" then
-    error("process: expected a table with a process function", 2)
-  end
-  for k, v in pairs(fns) do
-    if k ~= "open" and k ~= "process" and k ~= "close" and k ~= "on_timer" then
-      error(("process: unknown function '%s' (expected open, process, on_timer, close)"):format(tostring(k)), 2)
-    elseif type(v) ~= "function" then
-      error(("process: '%s' must be a function"):format(k), 2)
-    end
-  end
-  if fns.on_timer then
-    error("process: on_timer (timers) is not available in this version of eddy", 2)
-  end
+  check_process(uid, fns, KEYED_PROCESS, { on_timer = "on_timer (timers)" })
   return keyed_op(self, "process " .. uid, uid, function(env)
     return M.process_instance(env, fns)
   end)

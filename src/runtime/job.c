@@ -357,9 +357,8 @@ int eddy_task_seterr(eddy_task *t, int code, const char *fmt, ...)
     return code; /* keep the first failure: later ones are its consequences */
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  eddy_vseterr(err, code, fmt, ap);
   va_end(ap);
-  err->code = code;
   return code;
 }
 

@@ -358,10 +358,11 @@ static int heap_get(eddy_backend *b, const eddy_row *row, eddy_slice *value)
   return EDDY_OK;
 }
 
-static int heap_put(eddy_backend *b, const eddy_row *row, const void *v,
-                    size_t n)
+/* Replaces (or, with append, extends) the payload of a row, creating the
+ * row when it is absent. */
+static int write_row(heap_backend *h, const eddy_row *row, const void *v,
+                     size_t n, int append)
 {
-  heap_backend *h = (heap_backend *)b;
   lookup lk;
   heap_item *r;
   int rc = locate(h, row, &lk, &r);
@@ -370,13 +371,19 @@ static int heap_put(eddy_backend *b, const eddy_row *row, const void *v,
   int fresh = r == NULL;
   if (fresh && (r = new_row(&lk)) == NULL)
     return out_of_memory(h, row->state);
-  if (set_bytes(&r->u.bytes, v, n) != EDDY_OK ||
-      (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK)) {
+  rc = append ? append_bytes(&r->u.bytes, v, n) : set_bytes(&r->u.bytes, v, n);
+  if (rc != EDDY_OK || (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK)) {
     if (fresh)
       free_item(r, 0);
     return out_of_memory(h, row->state);
   }
   return EDDY_OK;
+}
+
+static int heap_put(eddy_backend *b, const eddy_row *row, const void *v,
+                    size_t n)
+{
+  return write_row((heap_backend *)b, row, v, n, 0);
 }
 
 static int heap_clear(eddy_backend *b, const eddy_row *row)
@@ -395,22 +402,7 @@ static int heap_clear(eddy_backend *b, const eddy_row *row)
 static int heap_list_append(eddy_backend *b, const eddy_row *row,
                             const void *v, size_t n)
 {
-  heap_backend *h = (heap_backend *)b;
-  lookup lk;
-  heap_item *r;
-  int rc = locate(h, row, &lk, &r);
-  if (rc != EDDY_OK)
-    return rc;
-  int fresh = r == NULL;
-  if (fresh && (r = new_row(&lk)) == NULL)
-    return out_of_memory(h, row->state);
-  if (append_bytes(&r->u.bytes, v, n) != EDDY_OK ||
-      (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK)) {
-    if (fresh)
-      free_item(r, 0);
-    return out_of_memory(h, row->state);
-  }
-  return EDDY_OK;
+  return write_row((heap_backend *)b, row, v, n, 1);
 }
 
 static int heap_list_set(eddy_backend *b, const eddy_row *row, const void *v,

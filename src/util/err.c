@@ -8,15 +8,21 @@
 #include <stdio.h>
 #include <string.h>
 
-int eddy_seterr(eddy_err *err, int code, const char *fmt, ...)
+int eddy_vseterr(eddy_err *err, int code, const char *fmt, va_list ap)
 {
   if (err == NULL)
     return code;
+  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  err->code = code;
+  return code;
+}
+
+int eddy_seterr(eddy_err *err, int code, const char *fmt, ...)
+{
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+  eddy_vseterr(err, code, fmt, ap);
   va_end(ap);
-  err->code = code;
   return code;
 }
 

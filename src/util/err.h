@@ -11,6 +11,7 @@
 #ifndef EDDY_UTIL_ERR_H
 #define EDDY_UTIL_ERR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 enum {
@@ -40,6 +41,9 @@ typedef struct eddy_err {
  * longer than the buffer is cut, never overflowed. */
 int eddy_seterr(eddy_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* eddy_seterr with a va_list, for functions that take a format of their own. */
+int eddy_vseterr(eddy_err *err, int code, const char *fmt, va_list ap);
 
 /* Prefixes the message already in err with "prefix: "; returns err->code. */
 int eddy_err_prefix(eddy_err *err, const char *fmt, ...)
