@@ -45,8 +45,12 @@ int eddy_lua_decode(lua_State *L, const void *data, size_t len, size_t *used,
 int eddy_lua_decode_array(lua_State *L, const void *data, size_t len,
                           eddy_err *err);
 
-/* Raises a Lua error with err's message (call only after cleanup). */
+/* Raise errors without a position: they come from the engine or from
+ * eddy's own Lua code, where "plan.lua:255:" would only be noise. Methods a
+ * user calls directly (state handles) use luaL_error instead, whose
+ * position is the user's line. Call them only after cleanup. */
 int eddy_lua_raise(lua_State *L, const eddy_err *err);
+int eddy_lua_fail(lua_State *L, const char *fmt, ...);
 
 /* The binding's context, one per Lua state, made by luaopen_eddy_core.
  * Every binding function carries it as upvalue 1 (as lua-cjson carries its

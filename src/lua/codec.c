@@ -10,6 +10,7 @@
  * middle of engine work can clean up before the binding raises.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -429,7 +430,17 @@ int eddy_lua_decode_array(lua_State *L, const void *data, size_t len, eddy_err *
 
 int eddy_lua_raise(lua_State *L, const eddy_err *err)
 {
-  return luaL_error(L, "%s", err->msg);
+  lua_pushstring(L, err->msg);
+  return lua_error(L);
+}
+
+int eddy_lua_fail(lua_State *L, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return lua_error(L);
 }
 
 /* ---- the per-state codec and the module functions ---- */

@@ -113,11 +113,11 @@ static int l_reader_next(lua_State *L)
     return 1;
   }
   if (rc == EDDY_EINTR)
-    return luaL_error(L, "interrupted");
+    return eddy_lua_fail(L, "interrupted");
   if (rc != EDDY_OK)
     return eddy_lua_raise(L, &err);
   if (eddy_lua_decode(L, rec.data, rec.len, NULL, &err) != EDDY_OK)
-    return luaL_error(L, "%s: %s", eddy_reader_name(r), err.msg);
+    return eddy_lua_fail(L, "%s: %s", eddy_reader_name(r), err.msg);
   return 1;
 }
 

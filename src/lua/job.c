@@ -225,7 +225,7 @@ static int process_protected(lua_State *L)
     const eddy_frame *f = &frames[i];
     if (lt->keyed != NULL && f->key.len > 0 &&
         eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
-      return luaL_error(L, "%s", eddy_keyed_errmsg(lt->keyed));
+      return eddy_lua_fail(L, "%s", eddy_keyed_errmsg(lt->keyed));
     lt->timestamp = f->timestamp;
     if (direct) {
       lua_pushvalue(L, top - 2); /* f */
@@ -234,7 +234,7 @@ static int process_protected(lua_State *L)
       lua_pushvalue(L, top); /* push */
     }
     if (eddy_lua_decode(L, f->value.data, f->value.len, NULL, &err) != EDDY_OK)
-      return luaL_error(L, "a record arrived damaged: %s", err.msg);
+      return eddy_lua_fail(L, "a record arrived damaged: %s", err.msg);
     if (direct)
       lua_pushvalue(L, top); /* b */
     else
@@ -377,7 +377,7 @@ static int emit(lua_State *L)
   int output = (int)lua_tointeger(L, lua_upvalueindex(3));
   luaL_checkany(L, 1);
   if (lua_isnil(L, 1))
-    return luaL_error(L, "a record must not be nil");
+    return eddy_lua_fail(L, "a record must not be nil");
   if (!lua_isnil(L, lua_upvalueindex(4))) {
     lua_settop(L, 1);
     if (lua_type(L, 1) == LUA_TTABLE) {
@@ -400,9 +400,9 @@ static int emit(lua_State *L)
   size_t klen = 0;
   if (!lua_isnone(L, 2)) {
     if (lua_isnil(L, 2))
-      return luaL_error(L, "a record's key must not be nil");
+      return eddy_lua_fail(L, "a record's key must not be nil");
     if (eddy_lua_encode(L, 2, c, "key", &err) != EDDY_OK)
-      return eddy_lua_raise(L, &err);
+      return eddy_lua_fail(L, "key_by: %s", err.msg);
     klen = c->out.len;
   }
   if (eddy_lua_encode(L, 1, c, "record", &err) != EDDY_OK)
@@ -410,7 +410,7 @@ static int emit(lua_State *L)
   int rc = eddy_task_emit(lt->t, output, lt->timestamp, c->out.data, klen,
                           c->out.data + klen, c->out.len - klen);
   if (rc != EDDY_OK)
-    return luaL_error(L, "%s", eddy_task_emit_errmsg(lt->t));
+    return eddy_lua_fail(L, "%s", eddy_task_emit_errmsg(lt->t));
   return 0;
 }
 
@@ -517,7 +517,7 @@ static int l_job_add_vertex(lua_State *L)
   cfg.ud = v;
   int id;
   if (eddy_job_add_vertex(j->job, &cfg, &id) != EDDY_OK)
-    return luaL_error(L, "%s", eddy_job_errmsg(j->job));
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
   lua_pushinteger(L, id);
   return 1;
 }
@@ -534,7 +534,7 @@ static int l_job_connect(lua_State *L)
   eddy_partitioning part = parts[luaL_checkoption(L, 4, NULL, names)];
   int out, in;
   if (eddy_job_connect(j->job, from, to, part, &out, &in) != EDDY_OK)
-    return luaL_error(L, "%s", eddy_job_errmsg(j->job));
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
   lua_pushinteger(L, out);
   lua_pushinteger(L, in + 1);
   return 2;
@@ -550,9 +550,9 @@ static int l_job_run(lua_State *L)
   int rc = eddy_job_run(j->job);
   j->running = 0;
   if (rc == EDDY_EINTR)
-    return luaL_error(L, "interrupted");
+    return eddy_lua_fail(L, "interrupted");
   if (rc != EDDY_OK)
-    return luaL_error(L, "%s", eddy_job_errmsg(j->job));
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
   return 0;
 }
 
