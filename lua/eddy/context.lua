@@ -49,9 +49,12 @@ local function state_getter(kind, required)
         error(("ctx:%s_state('%s'): '%s' must be a function"):format(kind, name, fn), 2)
       end
     end
-    handle = self._keyed:state(kind, name, desc)
-    cache[name] = handle
-    return handle
+    local ok, made = pcall(self._keyed.state, self._keyed, kind, name, desc)
+    if not ok then
+      error(("ctx:%s_state('%s'): %s"):format(kind, name, made), 2)
+    end
+    cache[name] = made
+    return made
   end
 end
 
@@ -66,8 +69,18 @@ function Context:key()
   return keyed and keyed:key()
 end
 
+-- The record's timestamp in process; the timer's time in on_timer.
 function Context:timestamp()
+  local ts = self._timer_ts
+  if ts ~= nil then
+    return ts
+  end
   return self._timestamp()
+end
+
+-- In on_timer, "event" or "processing" (Flink's OnTimerContext.timeDomain).
+function Context:time_domain()
+  return self._domain
 end
 
 function Context:subtask()
@@ -76,6 +89,21 @@ end
 
 function Context:parallelism()
   return self._parallelism
+end
+
+-- eddy's extension for windows and other namespaced state: state handles
+-- and timers act on (current key, namespace); nil is no namespace. The
+-- namespace goes back to nil before every record, and is the timer's
+-- namespace in on_timer.
+function Context:namespace()
+  return self._keyed and self._keyed:namespace()
+end
+
+function Context:set_namespace(ns)
+  if not self._keyed then
+    error("ctx:set_namespace: namespaces need a keyed stream", 2)
+  end
+  self._keyed:set_namespace(ns)
 end
 
 local function unavailable(what)
@@ -89,16 +117,60 @@ Context.union_list_state = unavailable("ctx:union_list_state")
 Context.broadcast_state = unavailable("ctx:broadcast_state")
 Context.is_restored = function() return false end
 
+-- ctx.timers: Flink's TimerService for the current key and namespace.
+local Timers = {}
+Timers.__index = Timers
+
+local function check_time(ts, what)
+  if math.type(ts) ~= "integer" then
+    error(("ctx.timers:%s: expected a time in milliseconds (an integer), got %s")
+      :format(what, tostring(ts)), 3)
+  end
+end
+
+function Timers:register_event_time(ts)
+  check_time(ts, "register_event_time")
+  self._keyed:register_timer("event", ts)
+end
+
+function Timers:delete_event_time(ts)
+  check_time(ts, "delete_event_time")
+  self._keyed:delete_timer("event", ts)
+end
+
+function Timers:register_processing_time(ts)
+  check_time(ts, "register_processing_time")
+  self._keyed:register_timer("processing", ts)
+  self._clock.wake_at(ts)
+end
+
+function Timers:delete_processing_time(ts)
+  check_time(ts, "delete_processing_time")
+  self._keyed:delete_timer("processing", ts)
+end
+
+-- math.mininteger until the first watermark arrives (Flink's Long.MIN_VALUE).
+function Timers:current_watermark()
+  return self._clock.watermark()
+end
+
+function Timers:current_processing_time()
+  return self._clock.now()
+end
+
 local no_timers = setmetatable({}, {
   __index = function(_, name)
-    return unavailable("ctx.timers:" .. tostring(name))
+    return function()
+      error("ctx.timers:" .. tostring(name) .. ": timers need a keyed stream (use key_by before process)", 2)
+    end
   end,
 })
 
 -- opts: keyed (eddy.Keyed or nil), subtask (0-based), parallelism,
--- timestamp (function returning the current record's timestamp or nil)
+-- timestamp (function returning the current record's timestamp or nil),
+-- clock { now = f, watermark = f, wake_at = f(ts) } for timers
 function M.new(opts)
-  return setmetatable({
+  local ctx = setmetatable({
     _keyed = opts.keyed,
     _subtask = opts.subtask or 0,
     _parallelism = opts.parallelism or 1,
@@ -106,22 +178,93 @@ function M.new(opts)
     _states = { value = {}, list = {}, map = {}, reducing = {}, aggregating = {} },
     timers = no_timers,
   }, Context)
+  if opts.keyed and opts.clock then
+    ctx.timers = setmetatable({ _keyed = opts.keyed, _clock = opts.clock }, Timers)
+  end
+  return ctx
 end
 
--- `out` for a process function: out(v), out:collect(v), out:side(tag, v).
--- emit sends to the main output; side(tag) returns the function for a side
--- output, or nil when nothing consumes it (then records are dropped, as in
--- Flink when no one asked for the side output).
-function M.collector(emit, side)
+-- Runs a keyed process function: records (whose key the caller has set)
+-- and the timers that come due as event time or processing time advances.
+-- set_timestamp(ts) stamps what the function emits: a record's output
+-- carries the record's timestamp, an event-time timer's output the timer's
+-- time, a processing-time timer's output none (as KeyedProcessOperator
+-- does).
+function M.keyed_driver(fns, ctx, out, set_timestamp)
+  local keyed = ctx._keyed
+  local process, on_timer = fns.process, fns.on_timer
+  local driver = {}
+
+  local function fire(kind, limit)
+    while true do
+      -- re-asked every time: on_timer may register timers that are due too
+      local ts = keyed:pop_timer(kind, limit)
+      if ts == nil then
+        break
+      end
+      ctx._timer_ts, ctx._domain = ts, kind
+      set_timestamp(kind == "event" and ts or nil)
+      if on_timer then
+        on_timer(ctx, ts, out)
+      end
+    end
+    ctx._timer_ts, ctx._domain = nil, nil
+    keyed:clear_key()
+  end
+
+  function driver.process(value)
+    process(ctx, value, out)
+  end
+
+  function driver.advance_watermark(wm)
+    fire("event", wm)
+  end
+
+  function driver.fire_processing(now)
+    fire("processing", now)
+  end
+
+  function driver.next_processing()
+    return keyed:peek_timer("processing")
+  end
+
+  return driver
+end
+
+-- `out` for a process function: out(v), out:collect(v [, ts]),
+-- out:side(tag, v). emit sends to the main output; emit_at(v, ts) does so
+-- with an explicit timestamp (the window operator stamps results with the
+-- window's end); side(tag) returns the function for a side output, or nil
+-- when nothing consumes it (then records are dropped, as in Flink when no
+-- one asked for the side output).
+--
+-- Returns out and seal(): after seal() (the operator reached the end of its
+-- input), using out is an error, so that an out kept by a user function
+-- cannot slip records into a finished job.
+function M.collector(emit, side, emit_at)
   local out = {}
-  local function collect(_, v)
+  local sealed = false
+  local function collect(_, v, ts)
+    if sealed then
+      error("out: this operator has finished; its out cannot be used any more", 2)
+    end
     if v == nil then
       error("out: a record must not be nil", 2)
     end
-    emit(v)
+    if ts ~= nil and emit_at then
+      if math.type(ts) ~= "integer" then
+        error("out:collect: the timestamp must be an integer (ms)", 2)
+      end
+      emit_at(v, ts)
+    else
+      emit(v)
+    end
   end
   out.collect = collect
   function out:side(tag, v)
+    if sealed then
+      error("out: this operator has finished; its out cannot be used any more", 2)
+    end
     if tag == nil then
       error("out:side: the tag must not be nil", 2)
     end
@@ -133,7 +276,7 @@ function M.collector(emit, side)
       f(v)
     end
   end
-  return setmetatable(out, { __call = collect })
+  return setmetatable(out, { __call = collect }), function() sealed = true end
 end
 
 return M

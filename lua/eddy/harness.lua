@@ -20,8 +20,10 @@ local function unavailable(what)
   end
 end
 
+local MIN = math.mininteger
+
 function M.new(tbl)
-  local conf = config.harness(tbl, 3)
+  local conf = config.harness(tbl, 4)
   if conf.state_backend.type ~= "heap" then
     error("eddy.harness: the " .. conf.state_backend.type .. " backend is not available in this version of eddy", 2)
   end
@@ -33,15 +35,23 @@ function M.new(tbl)
   self._key = stream.key_selector(conf.key_by)
   self._keyed = core.keyed_new { max_parallelism = conf.max_parallelism }
   self._outputs, self._sides = {}, {}
+  -- the harness's clocks: event time moves with h:watermark, processing
+  -- time (always manual here) with h:advance_processing_time
+  self._watermark, self._now = MIN, 0
   self._ctx = context.new {
     keyed = self._keyed,
     timestamp = function() return self._timestamp end,
+    clock = {
+      now = function() return self._now end,
+      watermark = function() return self._watermark end,
+      wake_at = function() end,
+    },
   }
-  self._out = context.collector(
-    function(v)
-      local o = self._outputs
-      o[#o + 1] = v
-    end,
+  local function emit(v)
+    local o = self._outputs
+    o[#o + 1] = { value = v, timestamp = self._out_ts }
+  end
+  self._out = (context.collector(emit,
     function(tag)
       return function(v)
         local list = self._sides[tag]
@@ -51,17 +61,49 @@ function M.new(tbl)
         end
         list[#list + 1] = v
       end
-    end)
+    end,
+    function(v, ts)
+      local before = self._out_ts
+      self._out_ts = ts
+      emit(v)
+      self._out_ts = before
+    end))
+  self._driver = context.keyed_driver(self._fns, self._ctx, self._out,
+    function(ts) self._out_ts = ts end)
   if self._fns.open then
     self._fns.open(self._ctx)
   end
   return self
 end
 
+-- Runs f (which emits), then returns the values it emitted; a failure
+-- leaves no key current.
+function Harness:_check(what)
+  if self._closed then
+    error(("h:%s: the harness is closed"):format(what), 3)
+  end
+end
+
+function Harness:_step(f, ...)
+  local before = #self._outputs
+  local ok, err = pcall(f, ...)
+  self._keyed:clear_key()
+  self._timestamp = nil
+  if not ok then
+    error(err, 0)
+  end
+  local new = {}
+  for i = before + 1, #self._outputs do
+    new[#new + 1] = self._outputs[i].value
+  end
+  return new
+end
+
 -- Processes one record (with an optional timestamp), as a job would, and
 -- returns what this record made the function emit (h:output() still has it
 -- too), so that a REPL shows each step's effect at once.
 function Harness:push(value, timestamp)
+  self:_check("push")
   if value == nil then
     error("h:push: a record must not be nil", 2)
   end
@@ -69,22 +111,71 @@ function Harness:push(value, timestamp)
     error("h:push: the timestamp must be an integer (milliseconds)", 2)
   end
   local key = self._key(value)
-  self._keyed:set_key(key)
-  self._timestamp = timestamp
-  local before = #self._outputs
-  local ok, err = pcall(self._fns.process, self._ctx, value, self._out)
-  self._keyed:clear_key()
-  self._timestamp = nil
-  if not ok then
-    error(err, 0)
-  end
-  return table.move(self._outputs, before + 1, #self._outputs, 1, {})
+  return self:_step(function()
+    local ok, err = pcall(self._keyed.set_key, self._keyed, key)
+    if not ok then
+      error("key_by: " .. err, 0)
+    end
+    self._timestamp = timestamp
+    self._out_ts = timestamp
+    self._driver.process(value)
+  end)
 end
 
--- The records emitted since the last call.
-function Harness:output()
+-- Advances event time to ts: every event-time timer at ts or before fires,
+-- in order. A watermark that does not move forward changes nothing.
+-- Returns what the timers emitted.
+function Harness:watermark(ts)
+  self:_check("watermark")
+  if math.type(ts) ~= "integer" then
+    error("h:watermark: expected an integer time (milliseconds)", 2)
+  end
+  if ts <= self._watermark then
+    return {}
+  end
+  self._watermark = ts
+  return self:_step(self._driver.advance_watermark, ts)
+end
+
+-- Moves processing time to ms (set) or by ms (advance): every
+-- processing-time timer due by then fires, in order. Returns what they
+-- emitted.
+function Harness:set_processing_time(ms)
+  self:_check("set_processing_time")
+  if math.type(ms) ~= "integer" then
+    error("h:set_processing_time: expected an integer time (milliseconds)", 2)
+  end
+  if ms < self._now then
+    error(("h:set_processing_time: processing time cannot go back (from %d to %d)"):format(self._now, ms), 2)
+  end
+  self._now = ms
+  return self:_step(self._driver.fire_processing, ms)
+end
+
+function Harness:advance_processing_time(ms)
+  if math.type(ms) ~= "integer" or ms < 0 then
+    error("h:advance_processing_time: expected a non-negative integer (milliseconds)", 2)
+  end
+  return self:set_processing_time(self._now + ms)
+end
+
+function Harness:current_watermark()
+  return self._watermark
+end
+
+function Harness:current_processing_time()
+  return self._now
+end
+
+-- The records emitted since the last call; with {timestamps = true}, each
+-- as {value =, timestamp =} (timestamp nil when the record has none).
+function Harness:output(opts)
   local o = self._outputs
   self._outputs = {}
+  local with_ts = type(opts) == "table" and opts.timestamps
+  for i, r in ipairs(o) do
+    o[i] = with_ts and r or r.value
+  end
   return o
 end
 
@@ -96,8 +187,10 @@ end
 
 -- h:state() -> { [name] = rows }; h:state(name) -> rows;
 -- h:state(name, key) -> that key's value. A row is
--- { key =, key_group =, namespace = (windows only), value = }.
-function Harness:state(name, key)
+-- { key =, key_group =, namespace = (windows only), value = }; with a
+-- namespace, h:state(name, key, namespace) is that window's value.
+function Harness:state(name, key, namespace)
+  self:_check("state")
   local keyed = self._keyed
   if name == nil then
     local all = {}
@@ -111,23 +204,23 @@ function Harness:state(name, key)
     return rows
   end
   local want = core.encode(key)
+  local want_ns = namespace ~= nil and core.encode(namespace) or nil
   for _, r in ipairs(rows) do
-    if r.namespace == nil and core.encode(r.key) == want then
+    local ns = r.namespace ~= nil and core.encode(r.namespace) or nil
+    if ns == want_ns and core.encode(r.key) == want then
       return r.value
     end
   end
   return nil
 end
 
--- Pending timers; none can exist in this version (timers come with event
--- time), so the list is always empty.
+-- Pending timers in firing order, event time first:
+-- { {kind = "event" | "processing", key =, namespace =, ts =, key_group =} }
 function Harness:timers()
-  return {}
+  self:_check("timers")
+  return self._keyed:timers()
 end
 
-Harness.watermark = unavailable("watermark")
-Harness.advance_processing_time = unavailable("advance_processing_time")
-Harness.set_processing_time = unavailable("set_processing_time")
 Harness.snapshot = unavailable("snapshot")
 Harness.savepoint = unavailable("savepoint")
 

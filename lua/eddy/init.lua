@@ -14,9 +14,7 @@ M.decode = core.decode
 M.key_group_range = core.key_group_range
 M.operator_index = core.operator_index
 
-function M.key_group(key, max_parallelism)
-  return core.key_group(key, max_parallelism)
-end
+M.key_group = core.key_group
 
 -- What `eddy run` was told on its command line (-p, -D, -s ...): the
 -- defaults of every job the script creates. The script's own settings win.
@@ -36,16 +34,20 @@ function M.job(config)
   if cli_defaults.trace then
     error("eddy run: --trace (barrier tracing) is not available in this version of eddy", 2)
   end
-  local job = require "eddy.job"
-  return job.new(config, { parallelism = cli_defaults.parallelism, flink = cli_defaults.flink })
+  -- not a tail call: error levels count on this frame being here
+  local job = require("eddy.job").new(config, { parallelism = cli_defaults.parallelism,
+                                                flink = cli_defaults.flink })
+  return job
 end
 
 function M.harness(config)
-  return require("eddy.harness").new(config)
+  local h = require("eddy.harness").new(config)
+  return h
 end
 
 function M.ttl(config)
-  return require("eddy.config").ttl(config, 3)
+  local ttl = require("eddy.config").ttl(config, 3)
+  return ttl
 end
 
 local function unavailable(name)
@@ -54,16 +56,15 @@ local function unavailable(name)
   end
 end
 
-M.watermarks = {
-  bounded = unavailable("eddy.watermarks.bounded"),
-  monotonous = unavailable("eddy.watermarks.monotonous"),
-  none = unavailable("eddy.watermarks.none"),
-}
-M.windows = {
-  tumbling = unavailable("eddy.windows.tumbling"),
-  sliding = unavailable("eddy.windows.sliding"),
-  session = unavailable("eddy.windows.session"),
-}
+do
+  local time = require "eddy.time"
+  M.watermarks = { bounded = time.bounded, monotonous = time.monotonous, none = time.none }
+end
+do
+  local windows = require "eddy.windows"
+  M.windows = { tumbling = windows.tumbling, sliding = windows.sliding, session = windows.session,
+                operator = windows.operator }
+end
 M.savepoint = { load = unavailable("eddy.savepoint.load") }
 
 return M

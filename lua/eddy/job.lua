@@ -20,7 +20,7 @@ M.Job = Job
 -- cannot run yet: refuse them plainly instead of ignoring them.
 local function refuse_unavailable(conf)
   local function no(what)
-    error("eddy.job: " .. what .. " is not available in this version of eddy", 4)
+    error("eddy.job: " .. what .. " is not available in this version of eddy", 5)
   end
   if conf.executor == "threads" then
     no("executor 'threads'")
@@ -53,7 +53,7 @@ end
 
 function Job:_add(node)
   if self._ran then
-    error("this job has already run; build a new job to run again", 3)
+    error("this job has already run; build a new job to run again", 0)
   end
   node.id = #self.nodes + 1
   self.nodes[node.id] = node

@@ -13,9 +13,17 @@
 -- it is built:
 --   env.emit(v)       the node's main output (chained pushes and emitters)
 --   env.side(tag)     the function for side output `tag`, or nil
+--   env.emit_at(v, ts)  the same, with an explicit timestamp
+--   env.emit_watermark(wm), env.emit_status(idle)
+--                     pass event time on to every consumer
 --   env.task          the runtime subtask (index, parallelism, timestamp)
---   env.ctx           the process context (keyed state for keyed vertices)
+--   env.ctx           the process context (keyed state and timers for keyed
+--                     vertices)
+--   env.clock         now() and wake_at(ts): processing time
+--   env.config        the job's configuration
 --   env.report        a table the node may fill with counters for the result
+-- An instance has push(v) (or poll(budget) for sources) and optionally
+-- watermark(wm), status(idle), alarm(now), finish() and close().
 
 local core = require "eddy.core"
 local context = require "eddy.context"
@@ -100,15 +108,26 @@ function M.compile(job)
     return list
   end
 
+  local uids = {}
   for _, n in ipairs(job.nodes) do
     n.consumers = nil -- compiling again (graph(), then run()) starts afresh
+    if n.uid then
+      -- state is matched by uid on restore: two operators cannot share one
+      if uids[n.uid] then
+        error(("eddy.job: uid %q is used by two operators (%s and %s)")
+          :format(n.uid, display_name(uids[n.uid]), display_name(n)), 0)
+      end
+      uids[n.uid] = n
+    end
   end
   for _, n in ipairs(job.nodes) do
     if n.kind == "source" or n.kind == "op" then
       n.consumers = n.consumers or { main = {}, side = {} }
-      local p = n.parallelism or default_parallelism(n)
-      n.effective_parallelism = p
       local ins = n.kind == "op" and physical_inputs(n) or {}
+      local p = n.parallelism
+        or (n.follow_input_parallelism and ins[1] and ins[1].node.effective_parallelism)
+        or default_parallelism(n)
+      n.effective_parallelism = p
       local only = ins[1]
       if #ins == 1 and only.part == nil and only.node.effective_parallelism == p and not n.keyed then
         local v = vertex_of[only.node]
@@ -155,61 +174,127 @@ function M.compile(job)
 end
 
 -- The handler of one subtask of vertex v (see src/lua/job.c).
+--
+-- Besides records, a chain carries watermarks and idle/active statuses, in
+-- the same order: a node's watermark entry handles the watermark (a keyed
+-- process fires its event-time timers) and passes it on to the node's
+-- consumers, chained ones by call, the others over their edges. A node
+-- without a watermark function just passes it on.
 local function open_subtask(job, v, task, keyed)
   local function timestamp() return task:timestamp() end
-  -- only the vertex's first operator is keyed: the ones chained after it
-  -- see records, not keys
-  local function new_ctx(is_head)
-    return context.new {
-      keyed = is_head and keyed or nil,
-      subtask = task:index(),
-      parallelism = task:parallelism(),
-      timestamp = timestamp,
-    }
-  end
+  local function set_timestamp(ts) task:set_timestamp(ts) end
+  local function now() return task:now() end
+  local function wake_at(ts) task:wake_at(ts) end
   local instances = {}
-  local push_of = {}
-  for i = #v.nodes, 1, -1 do
+  local push_of, watermark_of, status_of = {}, {}, {}
+  local function build(i)
     local n = v.nodes[i]
-    local function targets(list)
+    local received = { watermark = math.mininteger }
+
+    local function targets(list, what)
       local fns = {}
       for _, c in ipairs(list) do
+        local e = c.edge
         if c.chain then
-          fns[#fns + 1] = push_of[c.chain]
-        elseif c.edge.key_field ~= nil then
+          fns[#fns + 1] = (what == "push" and push_of or what == "watermark" and watermark_of
+                           or status_of)[c.chain]
+        elseif what == "watermark" then
+          fns[#fns + 1] = function(wm) task:emit_watermark(e.output, wm) end
+        elseif what == "status" then
+          fns[#fns + 1] = function(idle) task:emit_status(e.output, idle) end
+        elseif e.key_field ~= nil then
           -- the emitter reads the key's field itself: one call per record
-          fns[#fns + 1] = task:emitter(c.edge.output, c.edge.key_field, c.edge.key)
-        elseif c.edge.key then
-          local emit, key = task:emitter(c.edge.output), c.edge.key
+          fns[#fns + 1] = task:emitter(e.output, e.key_field, e.key)
+        elseif e.key then
+          local emit, key = task:emitter(e.output), e.key
           fns[#fns + 1] = function(value) emit(value, key(value)) end
         else
-          fns[#fns + 1] = task:emitter(c.edge.output)
+          fns[#fns + 1] = task:emitter(e.output)
         end
       end
-      return fanout(fns)
+      return what == "push" and fanout(fns) or function(x)
+        for k = 1, #fns do
+          fns[k](x)
+        end
+      end
     end
-    local side = {}
+    local side, every = {}, {}
+    for _, c in ipairs(n.consumers.main) do
+      every[#every + 1] = c
+    end
     for tag, list in pairs(n.consumers.side) do
-      side[tag] = targets(list)
+      side[tag] = targets(list, "push")
+      for _, c in ipairs(list) do
+        every[#every + 1] = c
+      end
     end
+    local emit = targets(n.consumers.main, "push")
     local env = {
-      emit = targets(n.consumers.main),
+      emit = emit,
       side = function(tag) return side[tag] end,
+      emit_at = function(value, ts)
+        local before = task:timestamp()
+        task:set_timestamp(ts)
+        emit(value)
+        task:set_timestamp(before)
+      end,
+      emit_watermark = targets(every, "watermark"),
+      emit_status = targets(every, "status"),
+      set_timestamp = set_timestamp,
       task = task,
-      ctx = new_ctx(i == 1),
+      -- only the vertex's first operator is keyed: the ones chained after
+      -- it see records, not keys
+      ctx = context.new {
+        keyed = i == 1 and keyed or nil,
+        subtask = task:index(),
+        parallelism = task:parallelism(),
+        timestamp = timestamp,
+        clock = { now = now, wake_at = wake_at, watermark = function() return received.watermark end },
+      },
+      clock = { now = now, wake_at = wake_at },
+      config = job.config,
       report = job.reports[n],
     }
     local inst = n.build(env)
     instances[i] = inst
     push_of[n] = inst.push
+    local handle_watermark = inst.watermark or env.emit_watermark
+    watermark_of[n] = function(wm)
+      received.watermark = wm
+      handle_watermark(wm)
+    end
+    status_of[n] = inst.status or env.emit_status
+  end
+  -- Build from the last node to the first; if one fails to open, close
+  -- those already open before passing the error on.
+  for i = #v.nodes, 1, -1 do
+    local ok, err = pcall(build, i)
+    if not ok then
+      for k = i + 1, #v.nodes do
+        if instances[k].close then
+          pcall(instances[k].close)
+        end
+      end
+      error(err, 0)
+    end
   end
   local head = instances[1]
-  local handler = {}
+  local handler = {
+    watermark = watermark_of[v.nodes[1]],
+    status = status_of[v.nodes[1]],
+  }
   if v.source then
     handler.poll = head.poll
   else
     handler.push = head.push
     handler.call = head.call
+  end
+  function handler.alarm(t)
+    for _, inst in ipairs(instances) do
+      if inst.alarm then
+        inst.alarm(t)
+      end
+    end
   end
   -- end of input: finish every node in graph order, so a node's last
   -- records still reach the nodes after it
@@ -239,6 +324,9 @@ end
 
 function M.run(job, vertices)
   local cj = core.job_new()
+  if job.config.processing_time == "manual" then
+    cj:use_manual_clock(0)
+  end
   for _, v in ipairs(vertices) do
     local id = cj:add_vertex {
       name = v.name, parallelism = v.parallelism, max_parallelism = v.max_parallelism,

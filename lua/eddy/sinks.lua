@@ -8,8 +8,21 @@ local stream = require "eddy.stream"
 
 local Stream = stream.Stream
 
+-- What a sink returns, as Flink's DataStreamSink: the end of a stream, to
+-- name, give a uid or a parallelism, but not to add operators to.
+local Sink = {}
+Sink.__index = Sink
+Sink.uid = Stream.uid
+Sink.name = Stream.name
+Sink.parallelism = Stream.parallelism
+
+function Sink:__tostring()
+  return "eddy.Sink " .. self._node.name
+end
+
 local function sink_node(self, name, build)
-  return self:_op(name, build, { sink = true })
+  local s = self:_op(name, build, { sink = true })
+  return setmetatable(s, Sink)
 end
 
 local function text_of(v)
@@ -36,9 +49,14 @@ function Stream:print(opts)
       head = head .. "> "
     end
     local out = io.stdout
+    local function check(ok, err)
+      if not ok then
+        error("print: cannot write to standard output: " .. tostring(err), 0)
+      end
+    end
     return {
-      push = function(v) out:write(head, text_of(v), "\n") end,
-      finish = function() out:flush() end,
+      push = function(v) check(out:write(head, text_of(v), "\n")) end,
+      finish = function() check(out:flush()) end,
     }
   end)
 end

@@ -1,8 +1,20 @@
 -- The sources of API.md, added to Job as methods. Each makes a "source"
 -- node whose build(env) gives a subtask's instance with
 --   poll(budget) -> finished   emit up to budget records through env.emit
--- Sources with several subtasks split their input deterministically: subtask
--- i of p takes records i+1, i+1+p, ... (collection, generator).
+-- Every source is a `next()` that returns its subtask's next record (nil
+-- at the end), wrapped by one poller that also knows about time:
+--   arrival_time   with the job's manual clock, a field or function giving
+--                  the processing time at which each record arrives: the
+--                  poller holds a record back until the clock gets there,
+--                  which replays recorded arrival times exactly
+--   rate           (generator) records per second: the poller holds each
+--                  record until its turn on the processing-time clock
+--   timestamp, watermarks, idleness
+--                  event time assigned right at the source, in the same
+--                  subtask (as Flink's fromSource(source, strategy)), via an
+--                  assign_timestamps operator chained to it
+-- Sources with several subtasks split their input deterministically:
+-- subtask i of p takes records i+1, i+1+p, ... (collection, generator).
 
 local core = require "eddy.core"
 local config = require "eddy.config"
@@ -10,29 +22,124 @@ local stream = require "eddy.stream"
 
 local M = {}
 
-local function add_source(job, name, build, extra)
-  local node = { kind = "source", name = name, build = build, inputs = {} }
-  for k, v in pairs(extra or {}) do
-    node[k] = v
+-- Options every source takes.
+local common_opts = {
+  name = config.string(),
+  parallelism = config.integer { min = 1, max = 32768 },
+  arrival_time = config.one_of_types { "string", "number", "function" },
+  timestamp = config.one_of_types { "string", "number", "function" },
+  watermarks = config.one_of_types { "table" },
+  idleness = config.duration(),
+  on_error = config.enum { "fail", "skip" },
+}
+
+local function with_common(own)
+  local schema = {}
+  for k, v in pairs(common_opts) do
+    schema[k] = v
   end
-  job:_add(node)
-  return stream.wrap(job, node)
+  for k, v in pairs(own) do
+    schema[k] = v
+  end
+  return schema
 end
 
 local function basename(path)
   return (path:match("([^/]+)/*$")) or path
 end
 
-local collection_opts = {
-  parallelism = config.integer { min = 1, max = 32768 },
-  name = config.string(),
-}
+local function field_or_function(spec, what)
+  if type(spec) == "function" then
+    return spec
+  end
+  return function(v) return type(v) == "table" and v[spec] or nil end, what
+end
+
+-- The arrival time of a record, checked.
+local function arrival_of(spec)
+  local get = field_or_function(spec)
+  return function(v)
+    local t = get(v)
+    if math.type(t) ~= "integer" then
+      t = type(t) == "number" and math.tointeger(t) or nil
+      if t == nil then
+        error(("arrival_time: the record has no arrival time in %s: %s")
+          :format(type(spec) == "function" and "the function's result" or ("field " .. stream.show(spec)),
+                  stream.show(v)), 0)
+      end
+    end
+    return t
+  end
+end
+
+-- Builds the instance: next() gives records, due(v, k) (optional) the
+-- processing time at which the k-th record of this subtask may go out.
+local function poller(env, next_record, due)
+  local task, emit = env.task, env.emit
+  local pending, count = nil, 0
+  return function(budget)
+    for _ = 1, budget do
+      local v = pending
+      if v == nil then
+        v = next_record()
+        if v == nil then
+          return true
+        end
+      end
+      if due then
+        local at = due(v, count)
+        if at > task:now() then
+          pending = v
+          task:wait_until(at)
+          return false
+        end
+      end
+      pending = nil
+      count = count + 1
+      emit(v)
+    end
+    return false
+  end
+end
+
+-- Adds a source node; `make_next(env)` returns the subtask's next()
+-- (and optionally a close function and a finish function).
+local function add_source(job, where, opts, name, make_next, extra)
+  if opts.arrival_time ~= nil and job.config.processing_time ~= "manual" then
+    error(where .. ": arrival_time needs the job's manual clock (processing_time = \"manual\")", 4)
+  end
+  local arrival = opts.arrival_time ~= nil and arrival_of(opts.arrival_time) or nil
+  local node = { kind = "source", name = name, inputs = {}, default_parallelism = 1 }
+  for k, v in pairs(extra or {}) do
+    node[k] = v
+  end
+  node.build = function(env)
+    local next_record, close, finish = make_next(env)
+    local due = arrival and function(v) return arrival(v) end or node.due and node.due(env) or nil
+    return { poll = poller(env, next_record, due), close = close, finish = finish }
+  end
+  job:_add(node)
+  local s = stream.wrap(job, node)
+  if opts.parallelism then
+    s:parallelism(opts.parallelism)
+  end
+  if opts.timestamp ~= nil or opts.watermarks ~= nil or opts.idleness ~= nil then
+    s = s:assign_timestamps { timestamp = opts.timestamp, watermarks = opts.watermarks,
+                              idleness = opts.idleness, on_error = opts.on_error }
+    s._node.follow_input_parallelism = true
+  end
+  return s
+end
+
+local function check(opts, own, where)
+  return config.check_options(opts or {}, with_common(own), where, 4)
+end
 
 function M.from_collection(job, array, opts)
   if type(array) ~= "table" then
     error("from_collection: expected an array of records, got " .. type(array), 2)
   end
-  opts = config.check_options(opts or {}, collection_opts, "from_collection", 3)
+  opts = check(opts, {}, "from_collection")
   -- Records are stored encoded: they are checked now, where the script
   -- can see the mistake, and each run hands out fresh copies.
   local bytes = {}
@@ -48,84 +155,61 @@ function M.from_collection(job, array, opts)
     end
     bytes[i] = b
   end
-  local s = add_source(job, opts.name or "from_collection", function(env)
-    local decode, emit = core.decode, env.emit
+  return add_source(job, "from_collection", opts, opts.name or "from_collection", function(env)
+    local decode = core.decode
     local step = env.task:parallelism()
     local i = env.task:index() + 1
-    return {
-      poll = function(budget)
-        for _ = 1, budget do
-          if i > n then
-            return true
-          end
-          emit(decode(bytes[i]))
-          i = i + step
-        end
-        return i > n
-      end,
-    }
+    return function()
+      if i > n then
+        return nil
+      end
+      local v = decode(bytes[i])
+      i = i + step
+      return v
+    end
   end)
-  if opts.parallelism then
-    s:parallelism(opts.parallelism)
-  end
-  return s
 end
-
-local generator_opts = {
-  count = config.integer { min = 0 },
-  rate = config.number { above = 0 },
-  fn = config.fn(),
-  parallelism = config.integer { min = 1, max = 32768 },
-  name = config.string(),
-}
 
 -- Records 1..count (or forever without count), each fn(i) or i itself,
 -- at most `rate` per second over all subtasks.
 function M.from_generator(job, opts)
-  opts = config.check_options(opts or {}, generator_opts, "from_generator", 3)
+  opts = check(opts, {
+    count = config.integer { min = 0 },
+    rate = config.number { above = 0 },
+    fn = config.fn(),
+  }, "from_generator")
   local count, rate, fn = opts.count, opts.rate, opts.fn
-  local s = add_source(job, opts.name or "from_generator", function(env)
-    local emit, task = env.emit, env.task
-    local step = task:parallelism()
-    local i = task:index() + 1
-    local per_task = rate and rate / step
-    local started, emitted
-    return {
-      poll = function(budget)
-        for _ = 1, budget do
-          if count and i > count then
-            return true
-          end
-          if per_task then
-            local now = core.monotonic_ms()
-            started = started or now
-            emitted = emitted or 0
-            local due = started + emitted * 1000 / per_task
-            if now < due then
-              -- wait a little, then give the other subtasks their turn
-              core.sleep_ms(math.min(due - now, 50))
-              return false
-            end
-            emitted = emitted + 1
-          end
-          local v = i
-          if fn then
-            v = fn(i)
-            if v == nil then
-              error(("from_generator: fn returned nil for %d"):format(i), 0)
-            end
-          end
-          emit(v)
-          i = i + step
-        end
-        return count ~= nil and i > count
-      end,
-    }
-  end)
-  if opts.parallelism then
-    s:parallelism(opts.parallelism)
+  local extra = {}
+  if rate then
+    -- the k-th record of a subtask is due k / (rate / p) seconds after its
+    -- first poll
+    extra.due = function(env)
+      local per_task = rate / env.task:parallelism()
+      local started
+      return function(_, k)
+        started = started or env.task:now()
+        return started + math.floor(k * 1000 / per_task)
+      end
+    end
   end
-  return s
+  return add_source(job, "from_generator", opts, opts.name or "from_generator", function(env)
+    local step = env.task:parallelism()
+    local i = env.task:index() + 1
+    return function()
+      if count and i > count then
+        return nil
+      end
+      local v = i
+      if fn then
+        v = fn(i)
+        if v == nil then
+          error(("from_generator: fn returned nil for %d"):format(i), 0)
+        end
+      end
+      i = i + step
+      return v
+    end
+  end, extra)
 end
 
 local file_opts = {
@@ -133,9 +217,7 @@ local file_opts = {
   header = config.boolean(),
   delimiter = config.string(),
   infer_types = config.boolean(),
-  on_error = config.enum { "fail", "skip" },
   max_line = config.size(),
-  name = config.string(),
 }
 
 local function format_of(path)
@@ -149,93 +231,66 @@ local function format_of(path)
   return "lines"
 end
 
-local function reader_source(job, what, name, reader_opts, extra)
-  extra.what = what
-  return add_source(job, name, function(env)
-    local emit = env.emit
+local function reader_source(job, where, what, name, opts, reader_opts)
+  return add_source(job, where, opts, name, function(env)
     local reader = core.reader_open(reader_opts)
     local report = env.report
-    return {
-      poll = function(budget)
-        for _ = 1, budget do
-          local v = reader:next()
-          if v == nil then
-            return true
-          end
-          emit(v)
-        end
-        return false
-      end,
-      finish = function()
-        local skipped, first = reader:skipped()
-        if skipped > 0 then
-          report.skipped = (report.skipped or 0) + skipped
-          report.first_skipped = report.first_skipped or first
-        end
-      end,
-      close = function() reader:close() end,
-    }
-  end, extra)
+    local function finish()
+      local skipped, first = reader:skipped()
+      if skipped > 0 then
+        report.skipped = (report.skipped or 0) + skipped
+        report.first_skipped = report.first_skipped or first
+      end
+    end
+    return function() return reader:next() end, function() reader:close() end, finish
+  end, { what = what, max_parallelism_one = true })
 end
 
 function M.from_file(job, path, opts)
   if type(path) ~= "string" or path == "" then
     error("from_file: expected a file path", 2)
   end
-  opts = config.check_options(opts or {}, file_opts, "from_file", 3)
+  opts = check(opts, file_opts, "from_file")
   local format = opts.format or format_of(path)
-  return reader_source(job, path, opts.name or ("from_file(" .. basename(path) .. ")"), {
+  return reader_source(job, "from_file", path, opts.name or ("from_file(" .. basename(path) .. ")"), opts, {
     path = path, format = format, header = opts.header ~= false,
     delimiter = opts.delimiter, infer_types = opts.infer_types ~= false,
     skip_errors = opts.on_error == "skip", max_line = opts.max_line,
-  }, { default_parallelism = 1, max_parallelism_one = true })
+  })
 end
 
 function M.from_stdin(job, opts)
-  opts = config.check_options(opts or {}, file_opts, "from_stdin", 3)
-  return reader_source(job, "<stdin>", opts.name or "from_stdin", {
+  opts = check(opts, file_opts, "from_stdin")
+  return reader_source(job, "from_stdin", "<stdin>", opts.name or "from_stdin", opts, {
     fd = 0, format = opts.format or "lines", header = opts.header ~= false,
     delimiter = opts.delimiter, infer_types = opts.infer_types ~= false,
     skip_errors = opts.on_error == "skip", max_line = opts.max_line,
-  }, { default_parallelism = 1, max_parallelism_one = true, stdin = true })
+  })
 end
 
 -- A source written in Lua: { name =, parallelism =, open = f(ctx),
--- next = f(ctx) -> record or nil at the end, close = f(ctx) }. Offsets
--- (snapshot/restore) come with checkpoints.
+-- next = f(ctx) -> record or nil at the end, close = f(ctx), plus the
+-- common options (arrival_time, timestamp, watermarks, idleness) }.
+-- Offsets (snapshot/restore) come with checkpoints.
 function M.source(job, custom)
   if type(custom) ~= "table" or type(custom.next) ~= "function" then
     error("source: expected a table with a next function", 2)
   end
+  local opts = {}
   for k, v in pairs(custom) do
-    if k ~= "name" and k ~= "parallelism" and type(v) ~= "function" then
-      error(("source: '%s' must be a function"):format(tostring(k)), 2)
+    if k ~= "open" and k ~= "next" and k ~= "close" then
+      opts[k] = v
     end
   end
-  local s = add_source(job, custom.name or "source", function(env)
+  opts = check(opts, {}, "source")
+  return add_source(job, "source", opts, opts.name or "source", function(env)
     local ctx = env.ctx
-    local emit, nxt = env.emit, custom.next
+    local nxt = custom.next
     if custom.open then
       custom.open(ctx)
     end
-    return {
-      poll = function(budget)
-        for _ = 1, budget do
-          local v = nxt(ctx)
-          if v == nil then
-            return true
-          end
-          emit(v)
-        end
-        return false
-      end,
-      close = custom.close and function() custom.close(ctx) end,
-    }
+    return function() return nxt(ctx) end, custom.close and function() custom.close(ctx) end
   end)
-  if custom.parallelism then
-    s:parallelism(custom.parallelism)
-  end
-  return s
 end
 
 return M

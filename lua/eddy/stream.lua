@@ -94,8 +94,8 @@ end
 function Stream:flat_map(f)
   check_fn(f, "flat_map")
   return self:_op("flat_map", function(env)
-    local out = context.collector(env.emit, env.side)
-    return { push = function(v) f(v, out) end }
+    local out, seal = context.collector(env.emit, env.side)
+    return { push = function(v) f(v, out) end, finish = seal }
   end)
 end
 
@@ -207,8 +207,16 @@ function Stream:parallelism(n)
   return self
 end
 
-function Stream:assign_timestamps()
-  error("assign_timestamps is not available in this version of eddy", 2)
+-- Event time: each record's timestamp from a field or a function, and
+-- watermarks from a strategy (eddy.watermarks.bounded(d), .monotonous(),
+-- .none()); idleness marks the stream idle after that much processing time
+-- without records, so it stops holding back the watermark downstream.
+function Stream:assign_timestamps(opts)
+  local time = require "eddy.time"
+  opts = time.check_assign_options(opts, 2)
+  return self:_op("assign_timestamps", function(env)
+    return time.assigner_instance(env, opts)
+  end, { what = "assign_timestamps" })
 end
 
 -- Checks the functions of a process call: a table with a process function,
@@ -250,19 +258,38 @@ function Stream:process(uid, fns)
   end, { uid = uid })
 end
 
--- One subtask's instance of a process function (keyed or not).
-function M.process_instance(env, fns)
+-- One subtask's instance of a process function (keyed or not). A keyed
+-- one fires its event-time timers when a watermark arrives, before passing
+-- the watermark on, and its processing-time timers when the subtask's
+-- alarm rings, then sets the alarm for the next one.
+function M.process_instance(env, fns, keyed)
   local ctx = env.ctx
-  local out = context.collector(env.emit, env.side)
+  local out, seal = context.collector(env.emit, env.side, env.emit_at)
   local process = fns.process
   if fns.open then
     fns.open(ctx)
   end
-  return {
+  local inst = {
     push = function(v) process(ctx, v, out) end,
     call = { process, ctx, out }, -- the same, without the extra call
+    finish = seal,
     close = fns.close and function() fns.close(ctx) end,
   }
+  if keyed then
+    local driver = context.keyed_driver(fns, ctx, out, env.set_timestamp)
+    function inst.watermark(wm)
+      driver.advance_watermark(wm)
+      env.emit_watermark(wm)
+    end
+    function inst.alarm(now)
+      driver.fire_processing(now)
+      local next_due = driver.next_processing()
+      if next_due then
+        env.clock.wake_at(next_due)
+      end
+    end
+  end
+  return inst
 end
 
 -- ---- keyed streams ----
@@ -275,9 +302,9 @@ local function keyed_op(self, name, uid, build)
 end
 
 function KeyedStream:process(uid, fns)
-  check_process(uid, fns, KEYED_PROCESS, { on_timer = "on_timer (timers)" })
+  check_process(uid, fns, KEYED_PROCESS, {})
   return keyed_op(self, "process " .. uid, uid, function(env)
-    return M.process_instance(env, fns)
+    return M.process_instance(env, fns, true)
   end)
 end
 
@@ -344,8 +371,16 @@ function KeyedStream:sum(uid, field)
   end)
 end
 
-function KeyedStream:window()
-  error("keyed:window is not available in this version of eddy", 2)
+-- keyed:window(assigner) -> a windowed stream: allowed_lateness(d),
+-- side_output_late(tag), then reduce, aggregate or process (eddy.windows).
+function KeyedStream:window(assigner)
+  local windows = require "eddy.windows"
+  return windows.windowed(self, assigner, function(uid, kind, make_operator)
+    check_uid(uid, "window " .. kind, 3)
+    return keyed_op(self, ("window %s %s"):format(kind, uid), uid, function(env)
+      return M.process_instance(env, make_operator(), true)
+    end)
+  end)
 end
 
 function KeyedStream:connect()

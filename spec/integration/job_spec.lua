@@ -231,6 +231,81 @@ describe("a job", function()
     end)
   end)
 
+  describe("guards against misuse", function()
+    it("refuses an out kept by one operator and called from another", function()
+      local kept
+      local job = eddy.job {}
+      local many = {}
+      for i = 1, 300 do many[i] = i end -- more than a batch: A is still running
+      job:from_collection(many)
+        :process("A", { process = function(_, v, out) kept = out; out(v) end })
+        :rebalance()
+        :process("B", { process = function(_, v) kept(v + 100) end })
+      local ok, err = pcall(job.run, job)
+      assert.is_false(ok)
+      assert.matches("the output of from_collection -> process A was used while it was not running", err, 1, true)
+    end)
+
+    it("refuses records emitted after the end of input, and an out used after the job", function()
+      local job = eddy.job {}
+      local kept
+      job:from_collection { { k = 1 } }:key_by("k"):process("p", {
+        process = function(_, v, out) kept = out; out(v) end,
+        close = function() kept { late = true } end,
+      }):rebalance():collect()
+      local ok, err = pcall(job.run, job)
+      assert.is_false(ok)
+      assert.matches("out: this operator has finished; its out cannot be used any more (in process p)", err, 1, true)
+      job = eddy.job {}
+      local c = job:from_collection { 1 }:process("p", { process = function(_, v, out) kept = out; out(v) end }):collect()
+      job:run()
+      assert.has_error(function() kept(2) end, "out: this operator has finished; its out cannot be used any more")
+      assert.are.same({ 1 }, c:values())
+    end)
+
+    it("closes the operators already opened when one fails to open", function()
+      local calls = {}
+      local job = eddy.job {}
+      job:from_collection { 1 }
+        :process("A", { open = function() error("A cannot open", 0) end, process = function() end })
+        :process("B", { open = function() calls[#calls + 1] = "B open" end, process = function() end,
+                        close = function() calls[#calls + 1] = "B close" end })
+      local ok, err = pcall(job.run, job)
+      assert.is_false(ok)
+      assert.matches("A cannot open", err, 1, true)
+      assert.are.same({ "B open", "B close" }, calls)
+    end)
+
+    it("refuses two operators with one uid", function()
+      local job = eddy.job {}
+      local k = job:from_collection { 1 }:key_by(function(x) return x end)
+      k:process("same", { process = function() end })
+      k:reduce("same", function(a) return a end)
+      local ok, err = pcall(job.run, job)
+      assert.is_false(ok)
+      assert.matches('uid "same" is used by two operators (process same and reduce same)', err, 1, true)
+    end)
+
+    it("ends a stream at a sink", function()
+      local job = eddy.job {}
+      local sink = job:from_collection { 1 }:print():name("out"):parallelism(1)
+      assert.is_nil(sink.map)
+      assert.matches("eddy.Sink print", tostring(sink), 1, true)
+    end)
+
+    it("reports a print that cannot write", function()
+      local dir = run.tmpdir()
+      local script = run.write(dir .. "/p.lua", [[
+        local job = require("eddy").job {}
+        job:from_collection { "x" }:print()
+        job:run()
+      ]])
+      local _, err, code = run.sh(run.quote(run.exe) .. " run " .. run.quote(script) .. " > /dev/full")
+      assert.are.equal(1, code)
+      assert.matches("print: cannot write to standard output", err, 1, true)
+    end)
+  end)
+
   describe("configuration", function()
     it("suggests the closest key for a misspelt one", function()
       local ok, err = pcall(eddy.job, { paralelism = 2 })

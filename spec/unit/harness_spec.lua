@@ -46,12 +46,11 @@ describe("eddy.harness", function()
     assert.are.same({ count = h:state("count") }, h:state())
   end)
 
-  it("lists no timers, and says what it cannot do yet", function()
+  it("says what it cannot do yet", function()
     local h = eddy.harness { process = counter, key_by = "user" }
-    assert.are.same({}, h:timers())
-    local ok, err = pcall(h.watermark, h, 5)
+    local ok, err = pcall(h.snapshot, h)
     assert.is_false(ok)
-    assert.matches("h:watermark is not available in this version of eddy", err, 1, true)
+    assert.matches("h:snapshot is not available in this version of eddy", err, 1, true)
   end)
 
   it("calls open at creation and close once", function()
@@ -67,6 +66,7 @@ describe("eddy.harness", function()
     h:close()
     h:close()
     assert.are.same({ "open", "close" }, calls)
+    assert.has_error(function() h:push { k = 1 } end, "h:push: the harness is closed")
   end)
 
   it("refuses a bad configuration or record with a clear message", function()

@@ -115,10 +115,20 @@ for _, backend in ipairs(BACKENDS) do
       end)
 
       it("refuses nil elements", function()
-        local h = harness(backend, function(ctx) ctx:list_state("l"):add(nil) end)
+        local h = harness(backend, function(ctx, r)
+          local l = ctx:list_state("l")
+          if r.all then l:add_all(r.all) elseif r.set then l:update(r.set) else l:add(nil) end
+        end)
         local ok, err = pcall(h.push, h, { k = "a" })
         assert.is_false(ok)
         assert.matches("list state 'l': cannot add nil", err, 1, true)
+        for _, bad in ipairs { { all = { 1, nil, 3 } }, { set = { 1, nil, 3 } }, { all = { a = 1 } } } do
+          bad.k = "a"
+          ok, err = pcall(h.push, h, bad)
+          assert.is_false(ok)
+          assert.matches("expected an array of values without holes", err, 1, true)
+        end
+        assert.are.same({}, h:state("l"))
       end)
     end)
 
@@ -278,6 +288,16 @@ for _, backend in ipairs(BACKENDS) do
         assert.are.same({ 2 }, h:output())
       end)
 
+      it("needs add to return an accumulator that is not a table", function()
+        local h = harness(backend, function(ctx)
+          local s = ctx:aggregating_state { name = "n", create = function() return 0 end, add = function() end }
+          s:add(1)
+        end)
+        local ok, err = pcall(h.push, h, { k = 1 })
+        assert.is_false(ok)
+        assert.matches("aggregating state 'n': add returned nil (return the new accumulator)", err, 1, true)
+      end)
+
       it("needs create and add", function()
         local h = harness(backend, function(ctx) ctx:aggregating_state { name = "x", add = print } end)
         local ok, err = pcall(h.push, h, { k = 1 })
@@ -287,6 +307,16 @@ for _, backend in ipairs(BACKENDS) do
     end)
 
     describe("registry and listing", function()
+      it("checks the type of a handle's receiver", function()
+        local h = harness(backend, function(ctx, _, out)
+          local v = ctx:value_state("v")
+          out(tostring(v))
+          out { (pcall(getmetatable(v).__tostring, {})) }
+        end)
+        local out = h:push { k = 1 }
+        assert.are.same({ "value state 'v'", { false } }, out)
+      end)
+
       it("refuses one name for two kinds", function()
         local h = harness(backend, function(ctx)
           ctx:value_state("s")

@@ -70,7 +70,8 @@ static int parse_parallelism(const char *s, int *out)
   if (s == NULL || *s < '0' || *s > '9')  /* no sign, no blanks */
     return 0;
   v = strtol(s, &end, 10);
-  if (*end != '\0' || v < 1 || v > INT_MAX)
+  /* Flink's bound on parallelism (and max parallelism) */
+  if (*end != '\0' || v < 1 || v > 32768)
     return 0;
   *out = (int)v;
   return 1;
@@ -128,7 +129,7 @@ static int parse(struct run_opts *o)
       if (v == NULL)
         return cli_usage_error("option '%s' needs a value", a);
       if (!parse_parallelism(v, &o->parallelism))
-        return cli_usage_error("-p: expected a positive integer, got '%s'", v);
+        return cli_usage_error("-p: expected an integer from 1 to 32768, got '%s'", v);
     }
     else if (option_value(o, &i, "-D", NULL, &v)) {
       if (v == NULL)

@@ -308,8 +308,52 @@ static int op_close(void *task_ud, eddy_task *t)
   return rc;
 }
 
+/* Calls handler[name](arg) if the handler has it. */
+static int call_handler_with(ltask *lt, const char *name, int64_t arg, int as_bool)
+{
+  lua_State *L = lt->L;
+  if (lt->handler_ref == LUA_NOREF)
+    return EDDY_OK;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->handler_ref);
+  if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
+    lua_pop(L, 2);
+    return EDDY_OK;
+  }
+  lua_remove(L, -2);
+  if (as_bool)
+    lua_pushboolean(L, arg != 0);
+  else
+    lua_pushinteger(L, arg);
+  return pcall_task(lt, 1, 0);
+}
+
+static int op_watermark(void *task_ud, eddy_task *t, int64_t wm)
+{
+  (void)t;
+  return call_handler_with(task_ud, "watermark", wm, 0);
+}
+
+static int op_status(void *task_ud, eddy_task *t, int idle)
+{
+  (void)t;
+  return call_handler_with(task_ud, "status", idle, 1);
+}
+
+static int op_alarm(void *task_ud, eddy_task *t, int64_t now)
+{
+  (void)t;
+  return call_handler_with(task_ud, "alarm", now, 0);
+}
+
 static const eddy_vertex_ops lua_vertex_ops = {
-    op_open, op_poll, op_process, op_finish, op_close,
+    .open = op_open,
+    .poll = op_poll,
+    .process = op_process,
+    .watermark = op_watermark,
+    .status = op_status,
+    .alarm = op_alarm,
+    .finish = op_finish,
+    .close = op_close,
 };
 
 /* ---- eddy.Task: what a chain sees of its subtask ---- */
@@ -355,6 +399,54 @@ static int l_task_set_timestamp(lua_State *L)
   ltask *lt = check_task(L, 1);
   lt->timestamp = lua_isnoneornil(L, 2) ? EDDY_NO_TIMESTAMP : luaL_checkinteger(L, 2);
   return 0;
+}
+
+/* task:emit_watermark(output, wm) */
+static int l_task_emit_watermark(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  int output = (int)luaL_checkinteger(L, 2);
+  if (eddy_task_emit_watermark(lt->t, output, luaL_checkinteger(L, 3)) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_task_emit_errmsg(lt->t));
+  return 0;
+}
+
+/* task:emit_status(output, idle) */
+static int l_task_emit_status(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  int output = (int)luaL_checkinteger(L, 2);
+  if (eddy_task_emit_status(lt->t, output, lua_toboolean(L, 3)) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_task_emit_errmsg(lt->t));
+  return 0;
+}
+
+static int l_task_now(lua_State *L)
+{
+  lua_pushinteger(L, eddy_task_now(check_task(L, 1)->t));
+  return 1;
+}
+
+static int l_task_wake_at(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  eddy_task_wake_at(lt->t, luaL_checkinteger(L, 2));
+  return 0;
+}
+
+static int l_task_wait_until(lua_State *L)
+{
+  ltask *lt = check_task(L, 1);
+  eddy_task_wait_until(lt->t, luaL_checkinteger(L, 2));
+  return 0;
+}
+
+/* task:watermark() -> the subtask's input watermark (math.mininteger
+ * before the first) */
+static int l_task_watermark(lua_State *L)
+{
+  lua_pushinteger(L, eddy_task_watermark(check_task(L, 1)->t));
+  return 1;
 }
 
 static int l_task_key_groups(lua_State *L)
@@ -540,6 +632,15 @@ static int l_job_connect(lua_State *L)
   return 2;
 }
 
+/* job:use_manual_clock(start) */
+static int l_job_use_manual_clock(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  if (eddy_job_use_manual_clock(j->job, luaL_optinteger(L, 2, 0)) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
+  return 0;
+}
+
 static int l_job_run(lua_State *L)
 {
   ljob *j = check_job(L, 1);
@@ -587,12 +688,16 @@ void eddy_open_job(lua_State *L, int ctx)
   static const luaL_Reg job_meta[] = {{"__close", job_gc}, {"__gc", job_gc}, {NULL, NULL}};
   static const luaL_Reg job_methods[] = {
       {"add_vertex", l_job_add_vertex}, {"connect", l_job_connect},
-      {"run", l_job_run}, {"stats", l_job_stats}, {NULL, NULL}};
+      {"run", l_job_run}, {"stats", l_job_stats},
+      {"use_manual_clock", l_job_use_manual_clock}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {
+      {"emit_status", l_task_emit_status}, {"emit_watermark", l_task_emit_watermark},
       {"emitter", l_task_emitter}, {"index", l_task_index},
       {"key_groups", l_task_key_groups}, {"name", l_task_name},
-      {"parallelism", l_task_parallelism}, {"set_timestamp", l_task_set_timestamp},
-      {"timestamp", l_task_timestamp}, {NULL, NULL}};
+      {"now", l_task_now}, {"parallelism", l_task_parallelism},
+      {"set_timestamp", l_task_set_timestamp}, {"timestamp", l_task_timestamp},
+      {"wait_until", l_task_wait_until}, {"wake_at", l_task_wake_at},
+      {"watermark", l_task_watermark}, {NULL, NULL}};
   luaL_newmetatable(L, JOB_MT);
   eddy_lua_setfuncs(L, job_meta, ctx);
   lua_newtable(L);

@@ -212,14 +212,28 @@ static int l_list_add(lua_State *L)
   return 0;
 }
 
-/* Encodes every element of the array at idx back to back. */
+/* Encodes every element of the array at idx back to back. A list holds no
+ * nil (Flink refuses null elements), so the table must be a sequence. */
 static eddy_codec *encode_elements(lua_State *L, lstate *s, int idx, const char *what)
 {
   luaL_checktype(L, idx, LUA_TTABLE);
   eddy_codec *c = eddy_lua_codec(L);
   eddy_err err;
-  eddy_buf_reset(&c->out);
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  lua_Integer count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    lua_Integer k = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    if (k < 1 || k > n)
+      luaL_error(L, "list state '%s': expected an array of values without holes (a list "
+                    "cannot hold nil)", s->name);
+    count++;
+  }
+  if (count != n)
+    luaL_error(L, "list state '%s': expected an array of values without holes (a list "
+                  "cannot hold nil)", s->name);
+  eddy_buf_reset(&c->out);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
     char root[32];
@@ -517,9 +531,14 @@ static int l_aggregating_add(lua_State *L)
   lua_pushvalue(L, 3);
   lua_pushvalue(L, 2);
   lua_call(L, 2, 1);
-  /* add may change the accumulator in place and return nothing */
-  if (lua_isnil(L, -1))
+  /* add may change a table accumulator in place and return nothing; any
+   * other accumulator must come back from add */
+  if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
+    if (!lua_istable(L, -1))
+      return luaL_error(L, "aggregating state '%s': add returned nil (return the new "
+                           "accumulator)", s->name);
+  }
   put_value(L, s, -1);
   return 0;
 }
@@ -529,18 +548,31 @@ static int l_aggregating_clear(lua_State *L)
   return clear_row(L, check_state(L, 1, EDDY_STATE_AGGREGATING));
 }
 
+/* A state handle of any kind, for the methods every kind shares. */
+static lstate *check_any_state(lua_State *L, int idx)
+{
+  lstate *s = lua_touserdata(L, idx);
+  if (s != NULL && lua_getmetatable(L, idx)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    for (int kind = 0; kind < 5; kind++)
+      if (mt == eddy_lua_binding(L)->state_mt[kind])
+        return s;
+  }
+  luaL_typeerror(L, idx, "state handle");
+  return NULL;
+}
+
 static int l_state_tostring(lua_State *L)
 {
-  lstate *s = lua_touserdata(L, 1);
+  lstate *s = check_any_state(L, 1);
   lua_pushfstring(L, "%s state '%s'", eddy_state_kind_name(s->kind), s->name);
   return 1;
 }
 
 static int l_state_name(lua_State *L)
 {
-  lstate *s = lua_touserdata(L, 1);
-  luaL_argcheck(L, s != NULL, 1, "state expected");
-  lua_pushstring(L, s->name);
+  lua_pushstring(L, check_any_state(L, 1)->name);
   return 1;
 }
 
@@ -644,6 +676,142 @@ static int l_keyed_key_group(lua_State *L)
   return 1;
 }
 
+/* k:set_namespace(ns): state and timers of the current key are scoped to
+ * ns from now on (nil: no namespace). Windows use the window. */
+static int l_keyed_set_namespace(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    eddy_keyed_set_namespace(lk->k, NULL, 0);
+    return 0;
+  }
+  eddy_codec *c = eddy_lua_codec(L);
+  eddy_err err;
+  eddy_buf_reset(&c->out);
+  if (eddy_lua_encode(L, 2, c, "namespace", &err) != EDDY_OK)
+    return luaL_error(L, "%s", err.msg);
+  if (eddy_keyed_set_namespace(lk->k, c->out.data, c->out.len) != EDDY_OK)
+    return luaL_error(L, "%s", eddy_keyed_errmsg(lk->k));
+  return 0;
+}
+
+static int l_keyed_namespace(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  eddy_row row = eddy_keyed_row(lk->k, 0);
+  if (row.ns_len == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  eddy_err err;
+  if (eddy_lua_decode(L, row.ns, row.ns_len, NULL, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  return 1;
+}
+
+static eddy_timer_kind check_timer_kind(lua_State *L, int idx)
+{
+  static const char *const names[] = {"event", "processing", NULL};
+  return luaL_checkoption(L, idx, NULL, names) == 0 ? EDDY_TIMER_EVENT : EDDY_TIMER_PROCESSING;
+}
+
+/* k:register_timer(kind, ts) and k:delete_timer(kind, ts): the timer of the
+ * current key and namespace. */
+static int l_keyed_register_timer(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  eddy_timer_kind kind = check_timer_kind(L, 2);
+  if (eddy_keyed_register_timer(lk->k, kind, luaL_checkinteger(L, 3)) != EDDY_OK)
+    return luaL_error(L, "%s", eddy_keyed_errmsg(lk->k));
+  return 0;
+}
+
+static int l_keyed_delete_timer(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  eddy_timer_kind kind = check_timer_kind(L, 2);
+  if (eddy_keyed_delete_timer(lk->k, kind, luaL_checkinteger(L, 3)) != EDDY_OK)
+    return luaL_error(L, "%s", eddy_keyed_errmsg(lk->k));
+  return 0;
+}
+
+/* k:pop_timer(kind, limit) -> ts, or nil when no timer is due at limit;
+ * the popped timer's key and namespace become current. */
+static int l_keyed_pop_timer(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  eddy_timer_kind kind = check_timer_kind(L, 2);
+  int64_t ts;
+  int rc = eddy_keyed_pop_timer(lk->k, kind, luaL_checkinteger(L, 3), &ts);
+  if (rc == EDDY_ENOTFOUND) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (rc != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_keyed_errmsg(lk->k));
+  lua_pushinteger(L, ts);
+  return 1;
+}
+
+/* k:peek_timer(kind) -> the earliest pending timer's time, or nil */
+static int l_keyed_peek_timer(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  eddy_timer t;
+  if (eddy_timers_peek(eddy_keyed_timers(lk->k), check_timer_kind(L, 2), &t) != EDDY_OK)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, t.timestamp);
+  return 1;
+}
+
+typedef struct timer_listing {
+  lua_State *L;
+  const char *kind;
+  lua_Integer n;
+  eddy_err err;
+} timer_listing;
+
+static int list_timer(void *ud, const eddy_timer *t)
+{
+  timer_listing *tl = ud;
+  lua_State *L = tl->L;
+  lua_createtable(L, 0, 5);
+  lua_pushstring(L, tl->kind);
+  lua_setfield(L, -2, "kind");
+  if (eddy_lua_decode(L, t->key.data, t->key.len, NULL, &tl->err) != EDDY_OK)
+    return 1;
+  lua_setfield(L, -2, "key");
+  if (t->ns.len > 0) {
+    if (eddy_lua_decode(L, t->ns.data, t->ns.len, NULL, &tl->err) != EDDY_OK)
+      return 1;
+    lua_setfield(L, -2, "namespace");
+  }
+  lua_pushinteger(L, t->timestamp);
+  lua_setfield(L, -2, "ts");
+  lua_pushinteger(L, t->key_group);
+  lua_setfield(L, -2, "key_group");
+  lua_rawseti(L, -2, ++tl->n);
+  return 0;
+}
+
+/* k:timers() -> every pending timer, event time first, each kind in
+ * firing order: { {kind =, key =, namespace =, ts =, key_group =}, ... } */
+static int l_keyed_timers(lua_State *L)
+{
+  lkeyed *lk = check_keyed(L, 1);
+  lua_newtable(L);
+  timer_listing tl = {L, "event", 0, {0, ""}};
+  /* Decoding may raise only for out-of-memory, and the timer service holds
+   * nothing that a raise would leak. */
+  if (eddy_timers_each(eddy_keyed_timers(lk->k), EDDY_TIMER_EVENT, -1, list_timer, &tl) != 0)
+    return eddy_lua_raise(L, &tl.err);
+  tl.kind = "processing";
+  if (eddy_timers_each(eddy_keyed_timers(lk->k), EDDY_TIMER_PROCESSING, -1, list_timer, &tl) != 0)
+    return eddy_lua_raise(L, &tl.err);
+  return 1;
+}
+
 static eddy_state_kind check_kind(lua_State *L, int idx)
 {
   static const char *const names[] = {"value", "list", "map", "reducing", "aggregating", NULL};
@@ -667,7 +835,7 @@ static int l_keyed_state(lua_State *L)
   eddy_backend *b = eddy_keyed_backend(lk->k);
   uint32_t id;
   if (eddy_backend_register(b, name, kind, &id) != EDDY_OK)
-    return luaL_error(L, "%s", eddy_backend_errmsg(b));
+    return eddy_lua_fail(L, "%s", eddy_backend_errmsg(b));
   lstate *s = lua_newuserdatauv(L, sizeof *s, NUV);
   s->owner = lk;
   s->id = id;
@@ -683,7 +851,7 @@ static int l_keyed_state(lua_State *L)
     eddy_err err;
     eddy_buf_reset(&c->out);
     if (eddy_lua_encode(L, -1, c, "default", &err) != EDDY_OK)
-      return luaL_error(L, "value state '%s': %s", name, err.msg);
+      return eddy_lua_fail(L, "value state '%s': %s", name, err.msg);
     lua_pop(L, 1);
     lua_pushlstring(L, (const char *)c->out.data, c->out.len);
     lua_setiuservalue(L, -2, UV_DEFAULT);
@@ -860,9 +1028,13 @@ void eddy_open_state(lua_State *L, int ctx)
       {NULL, NULL}};
   static const luaL_Reg keyed_methods[] = {
       {"clear_key", l_keyed_clear_key}, {"close", l_keyed_close},
-      {"key", l_keyed_key}, {"key_group", l_keyed_key_group},
-      {"rows", l_keyed_rows}, {"set_key", l_keyed_set_key},
-      {"state", l_keyed_state}, {"states", l_keyed_states}, {NULL, NULL}};
+      {"delete_timer", l_keyed_delete_timer}, {"key", l_keyed_key},
+      {"key_group", l_keyed_key_group}, {"namespace", l_keyed_namespace},
+      {"peek_timer", l_keyed_peek_timer}, {"pop_timer", l_keyed_pop_timer},
+      {"register_timer", l_keyed_register_timer}, {"rows", l_keyed_rows},
+      {"set_key", l_keyed_set_key}, {"set_namespace", l_keyed_set_namespace},
+      {"state", l_keyed_state}, {"states", l_keyed_states}, {"timers", l_keyed_timers},
+      {NULL, NULL}};
   static const luaL_Reg cursor_meta[] = {{"__close", cursor_gc}, {"__gc", cursor_gc}, {NULL, NULL}};
   static const luaL_Reg no_methods[] = {{NULL, NULL}};
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "state/keygroup.h"
 #include "util/interrupt.h"
@@ -34,6 +35,10 @@ typedef struct channel {
   size_t read;
   int input; /* the consumer's input index */
   int ended;
+  /* the consumer's watermark valve: this channel's state */
+  int64_t watermark;
+  int idle;
+  int aligned; /* counts towards the minimum (caught up and active) */
 } channel;
 
 typedef struct task_output {
@@ -58,6 +63,10 @@ struct eddy_task {
   task_output *outputs;
   int noutputs;
   eddy_frame *batch; /* INLINE_BATCH frames being handed to process */
+  int64_t watermark; /* the valve's last output */
+  int idle;          /* every input is idle */
+  int64_t wake_at;   /* processing-time alarm, EDDY_NEVER if none */
+  int64_t wait_until; /* sources: no poll before this processing time */
   eddy_task_stats stats;
   eddy_err emit_err; /* why the last eddy_task_emit failed */
 };
@@ -81,6 +90,9 @@ typedef struct edge {
 } edge;
 
 struct eddy_job {
+  eddy_task *running; /* whose callback runs now: only it may emit */
+  int manual_clock;
+  int64_t clock; /* processing time of the manual clock */
   vertex *vertices;
   int nvertices;
   edge *edges;
@@ -90,6 +102,16 @@ struct eddy_job {
   int ran;
   eddy_err err;
 };
+
+/* Runs one callback of subtask t, marking it as the one that may emit:
+ * a `out` kept by a user function and called from another operator (or
+ * after the job) must not write into channels another subtask is reading. */
+static int called(eddy_job *job, int rc)
+{
+  job->running = NULL;
+  return rc;
+}
+#define CALL(job, t, expr) ((job)->running = (t), called((job), (expr)))
 
 int eddy_job_new(eddy_job **out, eddy_err *err)
 {
@@ -214,6 +236,9 @@ static int build_tasks(eddy_job *job)
       if (!v->is_source && (t->batch = calloc(INLINE_BATCH, sizeof *t->batch)) == NULL)
         goto oom;
       t->next_input = 0;
+      t->watermark = EDDY_MIN_WATERMARK;
+      t->wake_at = EDDY_NEVER;
+      t->wait_until = INT64_MIN;
     }
   }
   for (int ei = 0; ei < job->nedges; ei++) {
@@ -250,6 +275,8 @@ static int build_tasks(eddy_job *job)
         job->channels = all;
         job->channels[job->nchannels++] = ch;
         ch->input = e->input;
+        ch->watermark = EDDY_MIN_WATERMARK;
+        ch->aligned = 1;
         src->tasks[p].outputs[e->output].channels[c] = ch;
         eddy_task *consumer = &dst->tasks[c];
         channel **ins = realloc(consumer->inputs,
@@ -309,46 +336,147 @@ static void channel_compact(channel *ch)
   }
 }
 
+/* Only the subtask whose callback is running may emit, and not once it has
+ * finished: its consumers have been told its input ended. */
+static int check_emitter(eddy_task *t)
+{
+  const char *name = t->job->vertices[t->vertex].name;
+  if (t->finished)
+    return eddy_seterr(&t->emit_err, EDDY_EINVAL,
+                       "%s has reached the end of its input: it cannot emit any more "
+                       "(records emitted in close are lost in Flink too)", name);
+  if (t->job->running != t)
+    return eddy_seterr(&t->emit_err, EDDY_EINVAL,
+                       "the output of %s was used while it was not running "
+                       "(an `out` kept and called from another operator or after the job?)",
+                       name);
+  return EDDY_OK;
+}
+
 int eddy_task_emit(eddy_task *t, int output, int64_t ts, const void *key,
                    size_t key_len, const void *value, size_t value_len)
 {
   eddy_err *err = &t->emit_err;
+  int rc = check_emitter(t);
+  if (rc != EDDY_OK)
+    return rc;
   if (output < 0 || output >= t->noutputs)
     return eddy_seterr(err, EDDY_EINVAL, "%s has no output %d",
                        t->job->vertices[t->vertex].name, output);
   task_output *o = &t->outputs[output];
-  int kg = -1, rc;
-  t->stats.records_out++;
+  int kg = -1;
   switch (o->part) {
   case EDDY_PART_FORWARD:
-    return channel_push(err, o->channels[t->index], EDDY_FRAME_RECORD, ts, -1,
-                        NULL, 0, value, value_len);
+    rc = channel_push(err, o->channels[t->index], EDDY_FRAME_RECORD, ts, -1, NULL, 0,
+                      value, value_len);
+    break;
   case EDDY_PART_KEYED:
     rc = eddy_key_group(key, key_len, o->consumer_max_parallelism, &kg);
     if (rc == EDDY_EINVAL)
       return eddy_seterr(err, rc, "a record's key must not be nil");
     if (rc != EDDY_OK)
       return eddy_seterr(err, rc, "a record's key is not a complete value");
-    return channel_push(err,
-                        o->channels[eddy_operator_index(kg, o->consumer_max_parallelism,
-                                                        o->nchannels)],
-                        EDDY_FRAME_RECORD, ts, kg, key, key_len, value, value_len);
+    rc = channel_push(err,
+                      o->channels[eddy_operator_index(kg, o->consumer_max_parallelism,
+                                                      o->nchannels)],
+                      EDDY_FRAME_RECORD, ts, kg, key, key_len, value, value_len);
+    break;
   case EDDY_PART_REBALANCE: {
     channel *ch = o->channels[o->next];
     o->next = (o->next + 1) % o->nchannels;
-    return channel_push(err, ch, EDDY_FRAME_RECORD, ts, -1, NULL, 0, value, value_len);
+    rc = channel_push(err, ch, EDDY_FRAME_RECORD, ts, -1, NULL, 0, value, value_len);
+    break;
   }
   case EDDY_PART_BROADCAST:
-    for (int c = 0; c < o->nchannels; c++)
-      if ((rc = channel_push(err, o->channels[c], EDDY_FRAME_RECORD, ts, -1, NULL,
-                             0, value, value_len)) != EDDY_OK)
-        return rc;
-    return EDDY_OK;
+    for (int c = 0; c < o->nchannels && rc == EDDY_OK; c++)
+      rc = channel_push(err, o->channels[c], EDDY_FRAME_RECORD, ts, -1, NULL, 0, value,
+                        value_len);
+    break;
+  default:
+    return eddy_seterr(err, EDDY_EINVAL, "unknown partitioning");
   }
-  return eddy_seterr(err, EDDY_EINVAL, "unknown partitioning");
+  if (rc == EDDY_OK)
+    t->stats.records_out++;
+  return rc;
 }
 
 const char *eddy_task_emit_errmsg(const eddy_task *t) { return t->emit_err.msg; }
+
+/* Sends a control frame (watermark, idle, active) on every channel of an
+ * output, or of every output when output < 0. The runtime's own
+ * forwarding comes here directly; callbacks go through the checked
+ * eddy_task_emit_* wrappers. */
+static int emit_control(eddy_task *t, int output, eddy_frame_kind kind, int64_t ts)
+{
+  int rc;
+  int first = output < 0 ? 0 : output, last = output < 0 ? t->noutputs - 1 : output;
+  if (output >= t->noutputs)
+    return eddy_seterr(&t->emit_err, EDDY_EINVAL, "%s has no output %d",
+                       t->job->vertices[t->vertex].name, output);
+  for (int o = first; o <= last; o++) {
+    task_output *out = &t->outputs[o];
+    for (int c = 0; c < out->nchannels; c++) {
+      if (out->channels[c] == NULL)
+        continue;
+      if ((rc = channel_push(&t->emit_err, out->channels[c], kind, ts, -1, NULL, 0, NULL, 0)) != EDDY_OK)
+        return rc;
+    }
+  }
+  return EDDY_OK;
+}
+
+int eddy_task_emit_watermark(eddy_task *t, int output, int64_t wm)
+{
+  int rc = check_emitter(t);
+  if (rc != EDDY_OK)
+    return rc;
+  if (output < 0)
+    return eddy_seterr(&t->emit_err, EDDY_EINVAL, "no output %d", output);
+  return emit_control(t, output, EDDY_FRAME_WATERMARK, wm);
+}
+
+int eddy_task_emit_status(eddy_task *t, int output, int idle)
+{
+  int rc = check_emitter(t);
+  if (rc != EDDY_OK)
+    return rc;
+  if (output < 0)
+    return eddy_seterr(&t->emit_err, EDDY_EINVAL, "no output %d", output);
+  return emit_control(t, output, idle ? EDDY_FRAME_IDLE : EDDY_FRAME_ACTIVE, EDDY_NO_TIMESTAMP);
+}
+
+static int64_t wall_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t job_now(const eddy_job *job)
+{
+  return job->manual_clock ? job->clock : wall_ms();
+}
+
+int64_t eddy_task_now(const eddy_task *t) { return job_now(t->job); }
+
+void eddy_task_wake_at(eddy_task *t, int64_t at)
+{
+  if (at < t->wake_at)
+    t->wake_at = at;
+}
+
+void eddy_task_wait_until(eddy_task *t, int64_t at) { t->wait_until = at; }
+
+int64_t eddy_task_watermark(const eddy_task *t) { return t->watermark; }
+
+int eddy_job_use_manual_clock(eddy_job *job, int64_t start)
+{
+  if (job->ran)
+    return eddy_seterr(&job->err, EDDY_EINVAL, "a job that has run cannot change");
+  job->manual_clock = 1;
+  job->clock = start;
+  return EDDY_OK;
+}
 
 int eddy_task_seterr(eddy_task *t, int code, const char *fmt, ...)
 {
@@ -405,11 +533,18 @@ static int fail(eddy_job *job, eddy_task *t, int rc, const char *what)
 
 /* End of a subtask's input: let it emit its last records, then tell every
  * consumer that this producer is done. */
+static int advance_watermark(eddy_job *job, eddy_task *t, int64_t wm);
+
 static int finish_task(eddy_job *job, eddy_task *t)
 {
   vertex *v = &job->vertices[t->vertex];
   int rc;
-  if (v->ops->finish && (rc = v->ops->finish(t->ud, t)) != EDDY_OK)
+  /* A bounded source's end is the end of event time (Flink's sources emit
+   * MAX_WATERMARK when they finish); other subtasks got it from their
+   * inputs already. */
+  if (v->is_source && (rc = advance_watermark(job, t, EDDY_MAX_WATERMARK)) != EDDY_OK)
+    return rc;
+  if (v->ops->finish && (rc = CALL(job, t, v->ops->finish(t->ud, t))) != EDDY_OK)
     return fail(job, t, rc, "finish");
   for (int o = 0; o < t->noutputs; o++) {
     task_output *out = &t->outputs[o];
@@ -425,15 +560,145 @@ static int finish_task(eddy_job *job, eddy_task *t)
   return EDDY_OK;
 }
 
+/* The valve's output moved: hand it to the subtask, whose chain forwards
+ * it; without a callback the runtime forwards it itself. */
+static int advance_watermark(eddy_job *job, eddy_task *t, int64_t wm)
+{
+  vertex *v = &job->vertices[t->vertex];
+  int rc;
+  if (wm <= t->watermark)
+    return EDDY_OK;
+  t->watermark = wm;
+  if (v->ops->watermark == NULL)
+    rc = emit_control(t, -1, EDDY_FRAME_WATERMARK, wm) == EDDY_OK
+             ? EDDY_OK
+             : eddy_seterr(&job->err, EDDY_ENOMEM, "%s", t->emit_err.msg);
+  else if ((rc = CALL(job, t, v->ops->watermark(t->ud, t, wm))) != EDDY_OK)
+    rc = fail(job, t, rc, "watermark");
+  return rc;
+}
+
+static int change_status(eddy_job *job, eddy_task *t, int idle)
+{
+  vertex *v = &job->vertices[t->vertex];
+  t->idle = idle;
+  if (v->ops->status == NULL)
+    return emit_control(t, -1, idle ? EDDY_FRAME_IDLE : EDDY_FRAME_ACTIVE, EDDY_NO_TIMESTAMP) == EDDY_OK
+               ? EDDY_OK
+               : eddy_seterr(&job->err, EDDY_ENOMEM, "%s", t->emit_err.msg);
+  int rc = CALL(job, t, v->ops->status(t->ud, t, idle));
+  return rc == EDDY_OK ? rc : fail(job, t, rc, "status");
+}
+
+/* The minimum over aligned channels, if it moves the output forward. */
+static int valve_emit_min(eddy_job *job, eddy_task *t)
+{
+  int found = 0;
+  int64_t min = EDDY_MAX_WATERMARK;
+  for (int i = 0; i < t->ninputs; i++) {
+    channel *ch = t->inputs[i];
+    if (!ch->idle && ch->aligned) {
+      found = 1;
+      if (ch->watermark < min)
+        min = ch->watermark;
+    }
+  }
+  return found ? advance_watermark(job, t, min) : EDDY_OK;
+}
+
+/* Flink's StatusWatermarkValve.inputWatermark: a watermark counts only
+ * from an active channel and only if it moves that channel forward. */
+static int valve_watermark(eddy_job *job, eddy_task *t, channel *ch, int64_t wm)
+{
+  if (t->idle || ch->idle || wm <= ch->watermark)
+    return EDDY_OK;
+  ch->watermark = wm;
+  if (!ch->aligned && wm >= t->watermark)
+    ch->aligned = 1;
+  return valve_emit_min(job, t);
+}
+
+/* Flink's StatusWatermarkValve.inputWatermarkStatus. */
+static int valve_status(eddy_job *job, eddy_task *t, channel *ch, int idle)
+{
+  if (idle && !ch->idle) {
+    ch->idle = 1;
+    ch->aligned = 0;
+    int active = 0;
+    for (int i = 0; i < t->ninputs; i++)
+      active += !t->inputs[i]->idle;
+    int rc = EDDY_OK;
+    if (active == 0) {
+      /* No channel will advance any more: flush to the highest watermark
+       * any of them reached, if the one that just went idle held the
+       * minimum. */
+      if (ch->watermark == t->watermark) {
+        int64_t max = EDDY_MIN_WATERMARK;
+        for (int i = 0; i < t->ninputs; i++)
+          if (t->inputs[i]->watermark > max)
+            max = t->inputs[i]->watermark;
+        rc = advance_watermark(job, t, max);
+      }
+      return rc != EDDY_OK ? rc : change_status(job, t, 1);
+    }
+    return ch->watermark == t->watermark ? valve_emit_min(job, t) : EDDY_OK;
+  }
+  if (!idle && ch->idle) {
+    ch->idle = 0;
+    /* caught up channels count again; a lagging one waits until it is */
+    if (ch->watermark >= t->watermark)
+      ch->aligned = 1;
+    if (t->idle)
+      return change_status(job, t, 0);
+  }
+  return EDDY_OK;
+}
+
+static int control_frame(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f)
+{
+  switch (f->kind) {
+  case EDDY_FRAME_WATERMARK:
+    return valve_watermark(job, t, ch, f->timestamp);
+  case EDDY_FRAME_IDLE:
+    return valve_status(job, t, ch, 1);
+  case EDDY_FRAME_ACTIVE:
+    return valve_status(job, t, ch, 0);
+  case EDDY_FRAME_END:
+    ch->ended = 1;
+    t->ended_inputs++;
+    /* A finished producer holds nothing back (it sent the maximum
+     * watermark before, as Flink's sources do; this covers any that did
+     * not). */
+    if (ch->idle) {
+      ch->idle = 0;
+      ch->aligned = ch->watermark >= t->watermark;
+    }
+    if (ch->watermark < EDDY_MAX_WATERMARK && !t->idle) {
+      ch->watermark = EDDY_MAX_WATERMARK;
+      ch->aligned = 1;
+      return valve_emit_min(job, t);
+    }
+    return EDDY_OK;
+  case EDDY_FRAME_RECORD:
+    break;
+  }
+  return EDDY_OK;
+}
+
 /* Takes one frame from each non-empty input channel in turn until all are
- * empty, handing the records over in batches. A batch's frames point into
- * the channels, so these are compacted only after the callback. */
-static int drain_task(eddy_job *job, eddy_task *t)
+ * empty, handing the records over in batches. A control frame (watermark,
+ * status, end) ends the batch: the records before it are processed first,
+ * as they arrived first. A batch's frames point into the channels, so these
+ * are compacted only after the callback. Sets *progress if it handled any
+ * frame. */
+static int drain_task(eddy_job *job, eddy_task *t, int *progress)
 {
   vertex *v = &job->vertices[t->vertex];
   int idle = 0;
   while (idle < t->ninputs) {
     int n = 0;
+    eddy_frame control = {0};
+    channel *control_ch = NULL;
     idle = 0;
     while (n < INLINE_BATCH && idle < t->ninputs) {
       channel *ch = t->inputs[t->next_input];
@@ -445,26 +710,52 @@ static int drain_task(eddy_job *job, eddy_task *t)
       idle = 0;
       eddy_frame *f = &t->batch[n];
       channel_pop(ch, f);
-      if (f->kind == EDDY_FRAME_END) {
-        ch->ended = 1;
-        t->ended_inputs++;
-      } else {
+      if (f->kind == EDDY_FRAME_RECORD) {
         n++;
+      } else {
+        control = *f;
+        control_ch = ch;
+        break;
       }
     }
     int rc = EDDY_OK;
     if (n > 0) {
+      *progress = 1;
       t->stats.records_in += (uint64_t)n;
-      rc = v->ops->process(t->ud, t, t->batch, n);
+      if ((rc = CALL(job, t, v->ops->process(t->ud, t, t->batch, n))) != EDDY_OK)
+        rc = fail(job, t, rc, "process");
+    }
+    if (rc == EDDY_OK && control_ch != NULL) {
+      *progress = 1;
+      idle = 0;
+      rc = control_frame(job, t, control_ch, &control);
     }
     for (int i = 0; i < t->ninputs; i++)
       channel_compact(t->inputs[i]);
     if (rc != EDDY_OK)
-      return fail(job, t, rc, "process");
+      return rc;
   }
-  if (!t->finished && t->ended_inputs == t->ninputs)
+  if (!t->finished && t->ended_inputs == t->ninputs) {
+    *progress = 1;
     return finish_task(job, t);
+  }
   return EDDY_OK;
+}
+
+/* Waits for processing time to reach `until`: the manual clock jumps
+ * there; the system clock is slept on, in slices short enough to notice an
+ * interrupt. */
+static void wait_for_time(eddy_job *job, int64_t now, int64_t until)
+{
+  if (job->manual_clock) {
+    job->clock = until;
+    return;
+  }
+  int64_t ms = until - now;
+  if (ms > 100)
+    ms = 100;
+  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
 }
 
 static int run_inline(eddy_job *job)
@@ -473,20 +764,32 @@ static int run_inline(eddy_job *job)
   for (;;) {
     if (eddy_interrupt_pending())
       return eddy_seterr(&job->err, EDDY_EINTR, "interrupted");
-    int running = 0;
+    int64_t now = job_now(job);
+    int running = 0, progress = 0;
     for (int vi = 0; vi < job->nvertices; vi++) {
       vertex *v = &job->vertices[vi];
       for (int i = 0; i < v->parallelism; i++) {
         eddy_task *t = &v->tasks[i];
         if (t->finished)
           continue;
+        if (t->wake_at <= now && v->ops->alarm) {
+          t->wake_at = EDDY_NEVER;
+          progress = 1;
+          if ((rc = CALL(job, t, v->ops->alarm(t->ud, t, now))) != EDDY_OK)
+            return fail(job, t, rc, "processing-time timers");
+        }
         if (v->is_source) {
-          int finished = 0;
-          if ((rc = v->ops->poll(t->ud, t, INLINE_BATCH, &finished)) != EDDY_OK)
-            return fail(job, t, rc, "poll");
-          if (finished && (rc = finish_task(job, t)) != EDDY_OK)
-            return rc;
-        } else if ((rc = drain_task(job, t)) != EDDY_OK) {
+          if (t->wait_until <= now) {
+            int finished = 0;
+            uint64_t before = t->stats.records_out;
+            if ((rc = CALL(job, t, v->ops->poll(t->ud, t, INLINE_BATCH, &finished))) != EDDY_OK)
+              return fail(job, t, rc, "poll");
+            if (finished && (rc = finish_task(job, t)) != EDDY_OK)
+              return rc;
+            if (finished || t->stats.records_out != before)
+              progress = 1;
+          }
+        } else if ((rc = drain_task(job, t, &progress)) != EDDY_OK) {
           return rc;
         }
         running += !t->finished;
@@ -494,6 +797,30 @@ static int run_inline(eddy_job *job)
     }
     if (running == 0)
       return EDDY_OK;
+    if (progress)
+      continue;
+    /* Nothing could move: everyone waits for processing time. */
+    int64_t next = EDDY_NEVER;
+    for (int vi = 0; vi < job->nvertices; vi++) {
+      vertex *v = &job->vertices[vi];
+      for (int i = 0; i < v->parallelism; i++) {
+        eddy_task *t = &v->tasks[i];
+        if (t->finished)
+          continue;
+        if (t->wake_at < next)
+          next = t->wake_at;
+        if (v->is_source && t->wait_until > now && t->wait_until < next)
+          next = t->wait_until;
+      }
+    }
+    if (next == EDDY_NEVER && job->manual_clock)
+      return eddy_seterr(&job->err, EDDY_EINVAL,
+                         "the job cannot go on: its sources have no record ready and "
+                         "nothing waits for the manual clock");
+    if (next == EDDY_NEVER)
+      next = now + 1; /* a source with nothing ready: look again soon */
+    if (next > now)
+      wait_for_time(job, now, next);
   }
 }
 
@@ -514,7 +841,7 @@ int eddy_job_run(eddy_job *job)
     vertex *v = &job->vertices[vi];
     for (int i = 0; rc == EDDY_OK && i < v->parallelism; i++) {
       eddy_task *t = &v->tasks[i];
-      if (v->ops->open && (rc = v->ops->open(v->ud, t, &t->ud)) != EDDY_OK)
+      if (v->ops->open && (rc = CALL(job, t, v->ops->open(v->ud, t, &t->ud))) != EDDY_OK)
         rc = fail(job, t, rc, "open");
       else
         t->opened = 1;
@@ -530,7 +857,7 @@ int eddy_job_run(eddy_job *job)
     for (int i = v->parallelism - 1; i >= 0; i--) {
       eddy_task *t = &v->tasks[i];
       if (t->opened && v->ops->close) {
-        int crc = v->ops->close(t->ud, t);
+        int crc = CALL(job, t, v->ops->close(t->ud, t));
         if (rc == EDDY_OK && crc != EDDY_OK)
           rc = fail(job, t, crc, "close");
       }

@@ -9,11 +9,21 @@
  * chain's Lua functions; records cross channels as MessagePack bytes.
  *
  * The inline executor runs every subtask in the calling thread in a fixed
- * order: each round, every source subtask emits up to a batch of records,
- * then every other subtask, in graph order, drains its input channels
- * (taking one frame from each non-empty channel in turn). The same job and
- * input therefore always give the same interleaving, which is what lets a
- * workshop replay alignment and propagation step by step.
+ * order: each round, every subtask whose processing-time alarm is due fires
+ * it, every source subtask emits up to a batch of records, then every other
+ * subtask, in graph order, drains its input channels (taking one frame from
+ * each non-empty channel in turn). The same job and input therefore always
+ * give the same interleaving, which is what lets a workshop replay alignment
+ * and propagation step by step.
+ *
+ * Time. Processing time comes from the job's clock: the system clock, or a
+ * manual clock that only moves when every subtask is waiting for time (a
+ * source whose next record arrives later, a timer): then it jumps to the
+ * earliest moment anyone waits for, so a run replays recorded arrival times
+ * exactly. Event time travels as watermark frames; each subtask merges the
+ * watermarks of its input channels with Flink's StatusWatermarkValve (the
+ * minimum over active, caught-up channels; idle channels drop out) and hands
+ * every advance to its watermark callback.
  */
 #ifndef EDDY_RUNTIME_JOB_H
 #define EDDY_RUNTIME_JOB_H
@@ -26,6 +36,12 @@
 
 /* A record without a timestamp (Flink's Long.MIN_VALUE). */
 #define EDDY_NO_TIMESTAMP INT64_MIN
+/* No watermark yet, and the end of event time (Flink's Watermark
+ * UNINITIALIZED and MAX_WATERMARK). */
+#define EDDY_MIN_WATERMARK INT64_MIN
+#define EDDY_MAX_WATERMARK INT64_MAX
+/* "Never" for alarms and waits. */
+#define EDDY_NEVER INT64_MAX
 
 typedef struct eddy_job eddy_job;
 typedef struct eddy_task eddy_task;
@@ -39,7 +55,10 @@ typedef enum eddy_partitioning {
 
 typedef enum eddy_frame_kind {
   EDDY_FRAME_RECORD,
-  EDDY_FRAME_END /* the producer subtask has finished */
+  EDDY_FRAME_WATERMARK, /* timestamp is the watermark */
+  EDDY_FRAME_IDLE,      /* the producer will send no records for a while */
+  EDDY_FRAME_ACTIVE,    /* it sends records again */
+  EDDY_FRAME_END        /* the producer subtask has finished */
 } eddy_frame_kind;
 
 /* A frame as a consumer sees it. The slices point into the channel and are
@@ -60,12 +79,22 @@ typedef struct eddy_frame {
  */
 typedef struct eddy_vertex_ops {
   int (*open)(void *vertex_ud, eddy_task *task, void **task_ud);
-  /* Sources: emit up to budget records; set *finished at the end of input. */
+  /* Sources: emit up to budget records; set *finished at the end of input.
+   * A source whose next record is due later calls eddy_task_wait_until()
+   * and returns. */
   int (*poll)(void *task_ud, eddy_task *task, int budget, int *finished);
   /* Non-sources: n >= 1 record frames in arrival order. Handing over a
    * batch lets a callback pay its fixed cost (entering Lua) once for many
    * records. */
   int (*process)(void *task_ud, eddy_task *task, const eddy_frame *frames, int n);
+  /* The subtask's event time advanced to wm: fire event-time timers and
+   * forward the watermark (eddy_task_emit_watermark). Sources get the
+   * maximum watermark once, at the end of their input. */
+  int (*watermark)(void *task_ud, eddy_task *task, int64_t wm);
+  /* Every input went idle (idle = 1), or one came back (idle = 0). */
+  int (*status)(void *task_ud, eddy_task *task, int idle);
+  /* The alarm set with eddy_task_wake_at() is due: processing time is now. */
+  int (*alarm)(void *task_ud, eddy_task *task, int64_t now);
   /* Every input has ended (or the source finished): a last chance to emit. */
   int (*finish)(void *task_ud, eddy_task *task);
   /* Called once for every opened subtask, after success or failure; an
@@ -93,6 +122,10 @@ int eddy_job_add_vertex(eddy_job *job, const eddy_vertex_config *cfg, int *verte
  * eddy_task_emit), *input the consumer's input index (eddy_frame.input). */
 int eddy_job_connect(eddy_job *job, int from, int to, eddy_partitioning part,
                      int *output, int *input);
+
+/* Processing time from the system clock (the default), or from a manual
+ * clock starting at start (see the top of this file). Before run. */
+int eddy_job_use_manual_clock(eddy_job *job, int64_t start);
 
 /* Runs the job to the end of its input with the inline executor. On failure
  * the message is in eddy_job_errmsg(). A pending interrupt
@@ -128,6 +161,21 @@ void eddy_task_key_groups(const eddy_task *t, int *max_parallelism,
 int eddy_task_emit(eddy_task *t, int output, int64_t timestamp,
                    const void *key, size_t key_len, const void *value,
                    size_t value_len);
+
+/* Sends watermark wm, or an idle/active status, on every channel of an
+ * output. */
+int eddy_task_emit_watermark(eddy_task *t, int output, int64_t wm);
+int eddy_task_emit_status(eddy_task *t, int output, int idle);
+
+/* The job's processing time, in milliseconds. */
+int64_t eddy_task_now(const eddy_task *t);
+/* Asks for the alarm callback once processing time reaches at (the
+ * earliest of several requests wins; a request is used up when it fires). */
+void eddy_task_wake_at(eddy_task *t, int64_t at);
+/* A source: do not poll again before processing time at. */
+void eddy_task_wait_until(eddy_task *t, int64_t at);
+/* The subtask's current input watermark (EDDY_MIN_WATERMARK before any). */
+int64_t eddy_task_watermark(const eddy_task *t);
 
 /* Why the last eddy_task_emit on t failed (the emitter reports it to its
  * caller; it does not fail the job by itself). */

@@ -11,6 +11,7 @@
 
 struct eddy_keyed {
   eddy_backend *backend;
+  eddy_timers *timers;
   eddy_buf key;
   eddy_buf ns;
   int key_group; /* -1 when there is no current key */
@@ -31,6 +32,12 @@ int eddy_keyed_new(eddy_backend *backend, eddy_keyed **out, eddy_err *err)
   k->key_group = -1;
   eddy_backend_key_groups(backend, &k->max_parallelism, &k->first_key_group,
                           &k->last_key_group);
+  int rc = eddy_timers_new(k->max_parallelism, k->first_key_group, k->last_key_group,
+                           &k->timers, err);
+  if (rc != EDDY_OK) {
+    eddy_keyed_free(k);
+    return rc;
+  }
   *out = k;
   return EDDY_OK;
 }
@@ -40,6 +47,7 @@ void eddy_keyed_free(eddy_keyed *k)
   if (k == NULL)
     return;
   eddy_backend_destroy(k->backend);
+  eddy_timers_free(k->timers);
   eddy_buf_free(&k->key);
   eddy_buf_free(&k->ns);
   free(k);
@@ -102,6 +110,55 @@ eddy_row eddy_keyed_row(const eddy_keyed *k, uint32_t state)
   eddy_row row = {state, k->key_group, k->key.data, k->key.len,
                   k->ns.data, k->ns.len};
   return row;
+}
+
+eddy_timers *eddy_keyed_timers(eddy_keyed *k) { return k->timers; }
+
+static int current_timer(eddy_keyed *k, int64_t ts, eddy_timer *t)
+{
+  if (k->key_group < 0)
+    return eddy_seterr(&k->err, EDDY_EINVAL,
+                       "no current key (timers are only available while a record or "
+                       "timer of a key is processed)");
+  t->timestamp = ts;
+  t->key_group = k->key_group;
+  t->key.data = k->key.data;
+  t->key.len = k->key.len;
+  t->ns.data = k->ns.data;
+  t->ns.len = k->ns.len;
+  return EDDY_OK;
+}
+
+int eddy_keyed_register_timer(eddy_keyed *k, eddy_timer_kind kind, int64_t ts)
+{
+  eddy_timer t;
+  int rc = current_timer(k, ts, &t);
+  if (rc == EDDY_OK && (rc = eddy_timers_register(k->timers, kind, &t, NULL)) != EDDY_OK)
+    eddy_seterr(&k->err, rc, "%s", eddy_timers_errmsg(k->timers));
+  return rc;
+}
+
+int eddy_keyed_delete_timer(eddy_keyed *k, eddy_timer_kind kind, int64_t ts)
+{
+  eddy_timer t;
+  int rc = current_timer(k, ts, &t);
+  if (rc == EDDY_OK && (rc = eddy_timers_delete(k->timers, kind, &t)) != EDDY_OK)
+    eddy_seterr(&k->err, rc, "%s", eddy_timers_errmsg(k->timers));
+  return rc;
+}
+
+int eddy_keyed_pop_timer(eddy_keyed *k, eddy_timer_kind kind, int64_t limit, int64_t *ts)
+{
+  eddy_timer t;
+  int rc = eddy_timers_pop(k->timers, kind, limit, &t);
+  if (rc != EDDY_OK)
+    return rc;
+  /* the popped bytes live until the next timer call: copy them now */
+  if ((rc = eddy_keyed_set_key(k, t.key.data, t.key.len, t.key_group)) != EDDY_OK ||
+      (rc = eddy_keyed_set_namespace(k, t.ns.data, t.ns.len)) != EDDY_OK)
+    return rc;
+  *ts = t.timestamp;
+  return EDDY_OK;
 }
 
 const char *eddy_keyed_errmsg(const eddy_keyed *k)

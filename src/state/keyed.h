@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "state/backend.h"
+#include "state/timers.h"
 
 typedef struct eddy_keyed eddy_keyed;
 
@@ -42,6 +43,20 @@ int eddy_keyed_set_namespace(eddy_keyed *k, const void *ns, size_t len);
 /* The row of state for the current key and namespace. Its pointers are
  * valid until the key or namespace changes. */
 eddy_row eddy_keyed_row(const eddy_keyed *k, uint32_t state);
+
+/* ---- timers of the current key and namespace ---- */
+
+/* The subtask's timer service (owned by the context). */
+eddy_timers *eddy_keyed_timers(eddy_keyed *k);
+
+/* Registers or deletes the timer (timestamp, current key, current
+ * namespace). EDDY_EINVAL without a current key. */
+int eddy_keyed_register_timer(eddy_keyed *k, eddy_timer_kind kind, int64_t ts);
+int eddy_keyed_delete_timer(eddy_keyed *k, eddy_timer_kind kind, int64_t ts);
+
+/* Removes the earliest timer due at limit or before and makes its key and
+ * namespace current; *ts gets its time. EDDY_ENOTFOUND if none is due. */
+int eddy_keyed_pop_timer(eddy_keyed *k, eddy_timer_kind kind, int64_t limit, int64_t *ts);
 
 /* The message of the last failed set_key or set_namespace (state accesses
  * report through eddy_backend_errmsg of the backend). */
