@@ -142,6 +142,24 @@ describe("processing time in a job", function()
                       "timer 65000 now=65000 ts=65000", "record 70000 now=70000" }, out)
   end)
 
+  it("fires on the system clock while the job runs", function()
+    -- records 200 ms apart (rate 5/s); a timer 10 ms after the first
+    local out = run(function(job)
+      return job:from_generator { count = 3, rate = 5, fn = function(i) return { k = "a", i = i } end }
+        :key_by("k")
+        :process("p", {
+          process = function(ctx, r, o)
+            if r.i == 1 then
+              ctx.timers:register_processing_time(ctx.timers:current_processing_time() + 10)
+            end
+            o("record " .. r.i)
+          end,
+          on_timer = function(_, _, o) o("timer") end,
+        })
+    end)
+    assert.are.same({ "record 1", "timer", "record 2", "record 3" }, out)
+  end)
+
   it("needs the manual clock for arrival times", function()
     local job = eddy.job {}
     local ok, err = pcall(job.from_collection, job, { 1 }, { arrival_time = "at" })

@@ -52,12 +52,12 @@ static const char help_text[] =
   "The module is the global eddy:\n"
   "  eddy.harness{process = fns, key_by = ...}  step by step: h:push(v [, ts]),\n"
   "      h:watermark(ts), h:advance_processing_time(ms), h:output(), h:state(),\n"
-  "      h:timers(), h:snapshot(), h:savepoint(dir)\n"
+  "      h:timers()\n"
   "  eddy.job{...}                  a job: job:from_collection(t), stream:key_by(f),\n"
-  "      keyed:process(uid, fns), stream:collect(), job:run()\n"
-  "  eddy.ttl{...}  eddy.watermarks.bounded(d)  eddy.windows.tumbling(size)\n"
-  "  eddy.savepoint.load(path)      read a checkpoint or savepoint\n"
-  "  eddy.inspect(v)  eddy.encode(v)  eddy.decode(s)  eddy.key_group(key)\n";
+  "      keyed:process(uid, fns), keyed:window(w), stream:collect(), job:run()\n"
+  "  eddy.watermarks.bounded(d)  eddy.windows.tumbling(size)  .sliding  .session\n"
+  "  eddy.inspect(v)  eddy.encode(v)  eddy.decode(s)  eddy.key_group(key)\n"
+  "Checkpoints, savepoints, RocksDB and TTL come in later versions.\n";
 
 static const char *const keywords[] = {
   "and", "break", "do", "else", "elseif", "end", "false", "for", "function",
