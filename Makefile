@@ -74,7 +74,7 @@ else
 SPEC_RUNNER := $(LUA)
 endif
 
-.PHONY: all test check ctest spec demo bench deps install clean
+.PHONY: all test check ctest spec crash demo bench deps install clean
 .DEFAULT_GOAL := all
 
 all: $(MODULE) $(EXE)
@@ -115,7 +115,11 @@ ctest: $(CTEST_BIN)
 spec: $(MODULE) $(EXE)
 	$(Q)$(RUN_ENV) $(SPEC_RUNNER) $(BUSTED) $(BUSTED_ARGS)
 
-check: ctest spec
+# kill -9 at random moments, resume, and compare with a clean run
+crash: $(EXE)
+	$(Q)$(RUN_ENV) $(LUA) spec/crash.lua
+
+check: ctest spec crash
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -1,11 +1,12 @@
 -- Brute-force detection in event time: alert when a user fails to log in
--- 5 times in a row within one minute.
+-- 5 times in a row within one minute of event time.
 --
--- Per user, a ListState keeps the times of the failed attempts since the
--- last success; a success clears it. An event-time timer one minute after
--- each failure drops failures that have grown too old, so a slow trickle
--- never adds up. Timestamps come from the events ("time"); the watermark
--- allows 10 minutes of lateness in the log.
+-- Events arrive out of order (the log allows 10 minutes of lateness), so
+-- "in a row" must mean in the order of the events' times, not of their
+-- arrival. Each event waits in a ListState until the watermark passes its
+-- time (an event-time timer at that time); then it is final, and the
+-- timer handles everything due in time order: a success clears the run of
+-- failures, a failure joins it, keeping only those within the last minute.
 --
 --   eddy run examples/login_failures.lua [logins.jsonl]
 
@@ -20,41 +21,50 @@ local function iso(ms)
   return os.date("!%Y-%m-%d %H:%M:%S", ms // 1000)
 end
 
--- the failure times still within a minute of `now`
-local function recent(times, now)
-  local keep = {}
-  for _, t in ipairs(times) do
-    if t > now - MINUTE then
-      keep[#keep + 1] = t
-    end
-  end
-  return keep
-end
-
 local job = eddy.job { name = "login-failures" }
 
 job:from_file(input, { timestamp = "time", watermarks = eddy.watermarks.bounded("10m") })
   :key_by("user")
   :process("login-failures", {
-    process = function(ctx, login, out)
-      local failures = ctx:list_state("failures")
-      if login.success then
-        failures:clear()
-        return
-      end
-      local times = recent(failures:get(), login.time)
-      times[#times + 1] = login.time
-      if #times >= ATTEMPTS then
-        out { user = ctx:key(), failures = #times, from = iso(times[1]), to = iso(login.time) }
-        failures:clear()
-      else
-        failures:update(times)
-        ctx.timers:register_event_time(login.time + MINUTE)
-      end
+    process = function(ctx, login)
+      ctx:list_state("waiting"):add { time = login.time, success = login.success }
+      ctx.timers:register_event_time(login.time)
     end,
-    on_timer = function(ctx, ts)
+    on_timer = function(ctx, now, out)
+      -- the events the watermark has passed, in time order (arrival order
+      -- among equal times); the others keep waiting
+      local waiting = ctx:list_state("waiting")
+      local due, later = {}, {}
+      for i, e in ipairs(waiting:get()) do
+        if e.time <= now then
+          due[#due + 1] = { time = e.time, success = e.success, i = i }
+        else
+          later[#later + 1] = e
+        end
+      end
+      waiting:update(later)
+      table.sort(due, function(a, b) return a.time < b.time or (a.time == b.time and a.i < b.i) end)
       local failures = ctx:list_state("failures")
-      failures:update(recent(failures:get(), ts))
+      local run = failures:get()
+      for _, e in ipairs(due) do
+        if e.success then
+          run = {}
+        else
+          local recent = {}
+          for _, t in ipairs(run) do
+            if t > e.time - MINUTE then
+              recent[#recent + 1] = t
+            end
+          end
+          recent[#recent + 1] = e.time
+          run = recent
+          if #run >= ATTEMPTS then
+            out { user = ctx:key(), failures = #run, from = iso(run[1]), to = iso(e.time) }
+            run = {}
+          end
+        end
+      end
+      failures:update(run)
     end,
   })
   :print()

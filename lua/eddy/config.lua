@@ -975,4 +975,28 @@ function M.ttl(tbl, level)
   return cfg
 end
 
+-- A time in milliseconds from a number: integers, and floats holding a
+-- whole number in range. math.mininteger is Flink's "no timestamp", so it
+-- cannot be one. Returns the integer, or nil and what is wrong with `what`.
+function M.milliseconds(v, what)
+  local ms = math.type(v) == "integer" and v or nil
+  if ms == nil and type(v) == "number" then
+    if v ~= v or v == math.floor(v) and (v >= 2 ^ 63 or v < -2 ^ 63) then
+      return nil, what .. " is out of the range of milliseconds: " .. tostring(v)
+    end
+    ms = math.tointeger(v)
+    if ms == nil then
+      return nil, what .. " is not a whole number of milliseconds: " .. tostring(v)
+    end
+  end
+  if ms == nil then
+    return nil, what .. " is not a number of milliseconds: " .. tostring(v)
+  end
+  if ms == math.mininteger then
+    return nil, what .. " is math.mininteger, which means \"no timestamp\""
+  end
+  return ms
+end
+
+
 return M

@@ -7,6 +7,8 @@
 -- asking for `ctx:value_state("count")` on every record costs a table
 -- lookup, not a registration.
 
+local config = require "eddy.config"
+
 local M = {}
 
 local Context = {}
@@ -122,31 +124,29 @@ local Timers = {}
 Timers.__index = Timers
 
 local function check_time(ts, what)
-  if math.type(ts) ~= "integer" then
-    error(("ctx.timers:%s: expected a time in milliseconds (an integer), got %s")
-      :format(what, tostring(ts)), 3)
+  local ms, err = config.milliseconds(ts, "the time")
+  if ms == nil then
+    error(("ctx.timers:%s: %s"):format(what, err), 3)
   end
+  return ms
 end
 
 function Timers:register_event_time(ts)
-  check_time(ts, "register_event_time")
-  self._keyed:register_timer("event", ts)
+  self._keyed:register_timer("event", check_time(ts, "register_event_time"))
 end
 
 function Timers:delete_event_time(ts)
-  check_time(ts, "delete_event_time")
-  self._keyed:delete_timer("event", ts)
+  self._keyed:delete_timer("event", check_time(ts, "delete_event_time"))
 end
 
 function Timers:register_processing_time(ts)
-  check_time(ts, "register_processing_time")
+  ts = check_time(ts, "register_processing_time")
   self._keyed:register_timer("processing", ts)
   self._clock.wake_at(ts)
 end
 
 function Timers:delete_processing_time(ts)
-  check_time(ts, "delete_processing_time")
-  self._keyed:delete_timer("processing", ts)
+  self._keyed:delete_timer("processing", check_time(ts, "delete_processing_time"))
 end
 
 -- math.mininteger until the first watermark arrives (Flink's Long.MIN_VALUE).
@@ -213,6 +213,7 @@ function M.keyed_driver(fns, ctx, out, set_timestamp)
   end
 
   function driver.process(value)
+    ctx._timer_ts, ctx._domain = nil, nil -- an on_timer that failed may have left them
     process(ctx, value, out)
   end
 
@@ -252,10 +253,11 @@ function M.collector(emit, side, emit_at)
       error("out: a record must not be nil", 2)
     end
     if ts ~= nil and emit_at then
-      if math.type(ts) ~= "integer" then
-        error("out:collect: the timestamp must be an integer (ms)", 2)
+      local ms, err = config.milliseconds(ts, "the timestamp")
+      if ms == nil then
+        error("out:collect: " .. err, 2)
       end
-      emit_at(v, ts)
+      emit_at(v, ms)
     else
       emit(v)
     end

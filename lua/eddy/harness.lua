@@ -76,19 +76,20 @@ function M.new(tbl)
   return self
 end
 
--- Runs f (which emits), then returns the values it emitted; a failure
--- leaves no key current.
 function Harness:_check(what)
   if self._closed then
     error(("h:%s: the harness is closed"):format(what), 3)
   end
 end
 
+-- Runs f (which emits), then returns the values it emitted; a failure
+-- leaves no key current.
 function Harness:_step(f, ...)
   local before = #self._outputs
   local ok, err = pcall(f, ...)
   self._keyed:clear_key()
   self._timestamp = nil
+  self._ctx._timer_ts, self._ctx._domain = nil, nil
   if not ok then
     error(err, 0)
   end
@@ -107,8 +108,12 @@ function Harness:push(value, timestamp)
   if value == nil then
     error("h:push: a record must not be nil", 2)
   end
-  if timestamp ~= nil and math.type(timestamp) ~= "integer" then
-    error("h:push: the timestamp must be an integer (milliseconds)", 2)
+  if timestamp ~= nil then
+    local err
+    timestamp, err = config.milliseconds(timestamp, "the timestamp")
+    if timestamp == nil then
+      error("h:push: " .. err, 2)
+    end
   end
   local key = self._key(value)
   return self:_step(function()
@@ -127,8 +132,10 @@ end
 -- Returns what the timers emitted.
 function Harness:watermark(ts)
   self:_check("watermark")
-  if math.type(ts) ~= "integer" then
-    error("h:watermark: expected an integer time (milliseconds)", 2)
+  local err
+  ts, err = config.milliseconds(ts, "the watermark")
+  if ts == nil then
+    error("h:watermark: " .. err, 2)
   end
   if ts <= self._watermark then
     return {}
@@ -142,8 +149,10 @@ end
 -- emitted.
 function Harness:set_processing_time(ms)
   self:_check("set_processing_time")
-  if math.type(ms) ~= "integer" then
-    error("h:set_processing_time: expected an integer time (milliseconds)", 2)
+  local err
+  ms, err = config.milliseconds(ms, "the time")
+  if ms == nil then
+    error("h:set_processing_time: " .. err, 2)
   end
   if ms < self._now then
     error(("h:set_processing_time: processing time cannot go back (from %d to %d)"):format(self._now, ms), 2)
@@ -153,8 +162,9 @@ function Harness:set_processing_time(ms)
 end
 
 function Harness:advance_processing_time(ms)
-  if math.type(ms) ~= "integer" or ms < 0 then
-    error("h:advance_processing_time: expected a non-negative integer (milliseconds)", 2)
+  if math.type(ms) ~= "integer" or ms < 0 or ms > math.maxinteger - self._now then
+    error(("h:advance_processing_time: expected a whole number of milliseconds from 0 to %d, got %s")
+      :format(math.maxinteger - self._now, tostring(ms)), 2)
   end
   return self:set_processing_time(self._now + ms)
 end

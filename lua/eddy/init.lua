@@ -25,18 +25,27 @@ function M._cli_defaults(opts)
 end
 
 function M.job(config)
-  if cli_defaults.restore or cli_defaults.resume then
-    error("eddy run: restoring (-s, --resume) is not available in this version of eddy", 2)
-  end
   if cli_defaults.detached then
     error("eddy run: --detached is not available in this version of eddy", 2)
   end
-  if cli_defaults.trace then
-    error("eddy run: --trace (barrier tracing) is not available in this version of eddy", 2)
+  if cli_defaults.restore and cli_defaults.resume then
+    error("eddy run: give either -s PATH or --resume, not both", 2)
   end
   -- not a tail call: error levels count on this frame being here
   local job = require("eddy.job").new(config, { parallelism = cli_defaults.parallelism,
                                                 flink = cli_defaults.flink })
+  -- what the command line asks of this run wins over the script
+  local conf = job.config
+  if cli_defaults.restore then
+    conf.restore = cli_defaults.restore
+  end
+  if cli_defaults.allow_non_restored_state then
+    conf.allow_non_restored_state = true
+  end
+  if cli_defaults.trace then
+    conf.trace = true
+  end
+  job._resume = cli_defaults.resume
   return job
 end
 

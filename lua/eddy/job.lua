@@ -6,6 +6,7 @@
 local config = require "eddy.config"
 local core = require "eddy.core"
 local plan = require "eddy.plan"
+local restart = require "eddy.restart"
 local sources = require "eddy.sources"
 require "eddy.sinks"
 
@@ -27,18 +28,6 @@ local function refuse_unavailable(conf)
   end
   if conf.state_backend and conf.state_backend.type == "rocksdb" then
     no("the rocksdb state backend")
-  end
-  if conf.checkpoint and conf.checkpoint.interval then
-    no("checkpointing (checkpoint.interval)")
-  end
-  if conf.restart and conf.restart.strategy ~= "none" then
-    no("the restart strategy '" .. conf.restart.strategy .. "'")
-  end
-  if conf.restore then
-    no("restoring from a savepoint or checkpoint (restore)")
-  end
-  if conf.trace then
-    no("barrier tracing (trace)")
   end
 end
 
@@ -68,7 +57,166 @@ Job.source = sources.source
 
 local run_opts = { savepoint = config.string() }
 
--- Runs to the end of the bounded input. Returns { metrics =, checkpoints = }.
+-- A job id as Flink has them: 32 hex digits, new for every job.
+local function new_job_id()
+  local t = {}
+  for i = 1, 16 do
+    t[i] = ("%02x"):format(math.random(0, 255))
+  end
+  return table.concat(t)
+end
+
+local function default_checkpoint_dir()
+  return (os.getenv("TMPDIR") or "/tmp") .. "/eddy-checkpoints"
+end
+
+-- Where this job's checkpoints go: <dir>/<job id>.
+function Job:checkpoint_folder()
+  local ck = self.config.checkpoint
+  local dir = (ck.dir or default_checkpoint_dir()):gsub("^file://", "")
+  return dir .. "/" .. self.job_id
+end
+
+-- What the checkpoints of a finished, failed or cancelled job become:
+-- Flink's externalized checkpoint retention (SEMANTICS.md section 7).
+local discard_on = {
+  none = { finished = true, failed = true, cancelled = true },
+  delete_on_cancellation = { finished = true, cancelled = true },
+  retain_on_cancellation = { finished = true },
+}
+
+function Job:_end_checkpoints(outcome)
+  local ck = self.config.checkpoint
+  if ck.interval and discard_on[ck.externalized][outcome] then
+    core.checkpoints_discard(self:checkpoint_folder())
+  end
+end
+
+local function metrics_of(vertices, stats, started)
+  local metrics = { duration_ms = core.monotonic_ms() - started, vertices = {}, skipped = {} }
+  for i, v in ipairs(vertices) do
+    local in_total, out_total = 0, 0
+    for _, st in ipairs(stats[i].subtasks) do
+      in_total = in_total + st.records_in
+      out_total = out_total + st.records_out
+    end
+    metrics.vertices[i] = {
+      name = v.name, parallelism = v.parallelism, records_in = in_total,
+      records_out = out_total, subtasks = stats[i].subtasks,
+    }
+  end
+  return metrics
+end
+
+local function parent_of(path)
+  return (path:gsub("/+$", ""):match("^(.*)/[^/]*$")) or "."
+end
+
+local function base_name(path)
+  return path:gsub("/+$", ""):match("([^/]*)$")
+end
+
+local function checkpoint_info(path, where)
+  local ok, info = pcall(core.checkpoint_info, path)
+  if not ok then
+    error(where .. ": " .. tostring(info), 0)
+  end
+  return info
+end
+
+-- The newest usable checkpoint of the job named `name` under dir: a job
+-- folder, or a checkpoint folder holding the folders of several jobs.
+-- Returns its info and its job folder, or nil when there is none.
+local function latest_of(dir, name)
+  dir = dir:gsub("^file://", "")
+  local ok, entries = pcall(core.checkpoints_list, dir)
+  if not ok then
+    error("eddy run --resume: " .. tostring(entries), 0)
+  end
+  local folders, seen = {}, {}
+  for _, e in ipairs(entries) do
+    local folder = parent_of(e.path)
+    if e.state == "completed" and e.kind == "checkpoint" and not seen[folder] then
+      seen[folder] = true
+      folders[#folders + 1] = folder
+    end
+  end
+  local explicit = #folders == 1 and folders[1] == dir:gsub("/+$", "")
+  local best, best_folder
+  for _, folder in ipairs(folders) do
+    local path, damaged = core.checkpoint_latest(folder)
+    for _, msg in ipairs(damaged) do
+      io.stderr:write("eddy: " .. msg .. "\n")
+    end
+    if path then
+      local info = checkpoint_info(path, "eddy run --resume")
+      if (explicit or info.job_name == name) and (best == nil or info.time > best.time) then
+        best, best_folder = info, folder
+      end
+    end
+  end
+  return best, best_folder
+end
+
+-- Where the first attempt starts: from conf.restore (a checkpoint folder
+-- or its _metadata), or, for `eddy run --resume`, from the latest retained
+-- checkpoint of this job, whose folder the job then goes on writing into.
+-- Sets the job id; returns the path to restore from (or nil) and the id of
+-- the first checkpoint (ids continue after the restored one).
+function Job:_starting_point(vertices)
+  local conf = self.config
+  if conf.restore then
+    local info = checkpoint_info(conf.restore, "eddy.job: restore")
+    plan.check_restore(self, vertices, info)
+    self.job_id = new_job_id()
+    return info.path, info.id + 1
+  end
+  if self._resume then
+    local dir = type(self._resume) == "string" and self._resume
+      or conf.checkpoint.dir or default_checkpoint_dir()
+    local info, folder = latest_of(dir, conf.name)
+    if info then
+      plan.check_restore(self, vertices, info)
+      self.job_id = base_name(folder)
+      io.stderr:write(("eddy: resuming %s from %s\n"):format(conf.name, info.path))
+      return info.path, info.id + 1
+    end
+    io.stderr:write(("eddy: no completed checkpoint of %s in %s: starting from the beginning\n")
+      :format(conf.name, dir))
+  end
+  self.job_id = new_job_id()
+  return nil, 1
+end
+
+-- One attempt: a fresh runtime job from the graph, with checkpoints and a
+-- checkpoint to start from. Returns ok, error, the runtime job.
+function Job:_attempt(vertices, restore_from, next_id)
+  local conf = self.config
+  local ck = conf.checkpoint
+  for _, n in ipairs(self.nodes) do
+    self.reports[n] = {}
+  end
+  local cj = plan.build(self, vertices)
+  if ck.interval then
+    cj:enable_checkpoints {
+      interval = ck.interval, timeout = ck.timeout, min_pause = ck.min_pause,
+      max_concurrent = ck.max_concurrent, mode = ck.mode, unaligned = ck.unaligned,
+      aligned_timeout = ck.aligned_timeout, tolerable_failures = ck.tolerable_failures,
+      retained = ck.retained, dir = (ck.dir or default_checkpoint_dir()):gsub("^file://", ""),
+      job_id = self.job_id, name = conf.name, compression = ck.compression, level = ck.zstd_level,
+      next_id = next_id, trace = conf.trace,
+    }
+  end
+  if restore_from then
+    cj:restore(restore_from)
+  end
+  local ok, err = pcall(cj.run, cj)
+  return ok, err, cj
+end
+
+-- Runs to the end of the bounded input, restarting after failures as the
+-- restart strategy says, from the latest completed checkpoint. Returns
+-- { metrics =, checkpoints = }.
 function Job:run(opts)
   opts = config.check_options(opts or {}, run_opts, "job:run", 3)
   if opts.savepoint then
@@ -82,23 +230,58 @@ function Job:run(opts)
     error("job:run: the job has no sources", 2)
   end
   self._ran = true
-  for _, n in ipairs(self.nodes) do
-    self.reports[n] = {}
-  end
-  local started = core.monotonic_ms()
-  local stats = plan.run(self, vertices)
-  local metrics = { duration_ms = core.monotonic_ms() - started, vertices = {}, skipped = {} }
-  for i, v in ipairs(vertices) do
-    local in_total, out_total = 0, 0
-    for _, st in ipairs(stats[i].subtasks) do
-      in_total = in_total + st.records_in
-      out_total = out_total + st.records_out
+  local conf = self.config
+  local checkpointing = conf.checkpoint.interval ~= nil
+  if checkpointing then
+    for _, n in ipairs(self.nodes) do
+      if n.stdin then
+        io.stderr:write("eddy: from_stdin cannot be replayed: after a failure, what it read "
+          .. "since the last checkpoint is lost\n")
+      end
     end
-    metrics.vertices[i] = {
-      name = v.name, parallelism = v.parallelism, records_in = in_total,
-      records_out = out_total, subtasks = stats[i].subtasks,
-    }
   end
+  local strategy = restart.new(conf.restart)
+  local restore_from, next_id = self:_starting_point(vertices)
+  local initial = restore_from
+  local started = core.monotonic_ms()
+  local history = {}
+  self._checkpoints = history
+  local cj
+  while true do
+    local ok, err
+    ok, err, cj = self:_attempt(vertices, restore_from, next_id)
+    for _, c in ipairs(cj:checkpoints()) do
+      history[#history + 1] = c
+    end
+    next_id = cj:next_checkpoint_id()
+    if ok then
+      break
+    end
+    if err == "interrupted" then
+      self:_end_checkpoints("cancelled")
+      error(err, 0)
+    end
+    local delay, why = strategy:on_failure(core.monotonic_ms())
+    if delay == nil then
+      self:_end_checkpoints("failed")
+      error(err, 0)
+    end
+    io.stderr:write(("eddy: %s failed: %s\n"):format(conf.name, err))
+    -- the latest completed checkpoint of this run, else where the run began
+    restore_from = initial
+    if checkpointing then
+      local latest, damaged = core.checkpoint_latest(self:checkpoint_folder())
+      for _, msg in ipairs(damaged) do
+        io.stderr:write("eddy: " .. msg .. "\n")
+      end
+      restore_from = latest or initial
+    end
+    io.stderr:write(("eddy: restarting %s in %d ms (%s)\n"):format(
+      restore_from and ("from " .. restore_from) or "from the beginning", delay, why))
+    core.sleep_ms(delay)
+  end
+  self:_end_checkpoints("finished")
+  local metrics = metrics_of(vertices, cj:stats(), started)
   for _, n in ipairs(self.nodes) do
     local r = self.reports[n]
     if r.skipped then
@@ -108,7 +291,14 @@ function Job:run(opts)
     end
   end
   self._metrics = metrics
-  return { metrics = metrics, checkpoints = {} }
+  return { metrics = metrics, checkpoints = history }
+end
+
+-- The checkpoints of the last run, in trigger order, also after it failed:
+-- { {id =, status = "completed" | "failed" | "pending", triggered =,
+-- duration_ms =, sync_ms =, alignment_ms =, bytes =, path =, failure =} }
+function Job:checkpoints()
+  return self._checkpoints or {}
 end
 
 function Job:graph()

@@ -180,7 +180,22 @@ end
 -- process fires its event-time timers) and passes it on to the node's
 -- consumers, chained ones by call, the others over their edges. A node
 -- without a watermark function just passes it on.
-local function open_subtask(job, v, task, keyed)
+-- The name a node's operator state is kept under in checkpoints: its uid,
+-- or one derived from its place in the graph (the same on every run of the
+-- same job script).
+local function state_uid(n)
+  return n.uid or ("%s-%d"):format(n.kind, n.id)
+end
+M.state_uid = state_uid
+
+-- A vertex's files in a checkpoint are named after it: its first uid,
+-- made safe for file names, after its index (which keeps names apart).
+local function vertex_uid(v)
+  local uid = v.nodes[1].uid or "vertex"
+  return ("%d-%s"):format(v.id, (uid:gsub("[^%w_-]", "_")))
+end
+
+local function open_subtask(job, v, task, keyed, restored)
   local function timestamp() return task:timestamp() end
   local function set_timestamp(ts) task:set_timestamp(ts) end
   local function now() return task:now() end
@@ -254,6 +269,8 @@ local function open_subtask(job, v, task, keyed)
       clock = { now = now, wake_at = wake_at },
       config = job.config,
       report = job.reports[n],
+      -- this node's state from the checkpoint restored from, if any
+      restored = restored and restored[state_uid(n)],
     }
     local inst = n.build(env)
     instances[i] = inst
@@ -305,6 +322,24 @@ local function open_subtask(job, v, task, keyed)
       end
     end
   end
+  -- checkpoint `id`: every node's operator state, by uid
+  function handler.snapshot(id)
+    local states
+    for k, inst in ipairs(instances) do
+      if inst.snapshot then
+        states = states or {}
+        states[state_uid(v.nodes[k])] = inst.snapshot(id)
+      end
+    end
+    return states
+  end
+  function handler.notify(id, completed)
+    for _, inst in ipairs(instances) do
+      if inst.notify then
+        inst.notify(id, completed)
+      end
+    end
+  end
   function handler.close()
     local first_err
     for _, inst in ipairs(instances) do
@@ -322,7 +357,37 @@ local function open_subtask(job, v, task, keyed)
   return handler
 end
 
-function M.run(job, vertices)
+-- Checks that a checkpoint (core.checkpoint_info) fits the compiled graph:
+-- every operator it holds state for is still there, at the same
+-- parallelism and max parallelism. State of an operator that is gone is
+-- an error unless allow_non_restored_state says to drop it, as in Flink.
+function M.check_restore(job, vertices, info)
+  local by_uid = {}
+  for _, v in ipairs(vertices) do
+    by_uid[vertex_uid(v)] = v
+  end
+  local where = "eddy.job: restore from " .. info.path
+  for _, st in ipairs(info.subtasks) do
+    local v = by_uid[st.uid]
+    if v == nil then
+      if not job.config.allow_non_restored_state then
+        error(("%s: the checkpoint holds state of operator %s (%s), which this job does not have; "
+          .. "allow_non_restored_state = true (--allow-non-restored-state) drops it")
+          :format(where, st.uid, st.vertex or "?"), 0)
+      end
+    elseif st.parallelism ~= v.parallelism then
+      error(("%s: %s ran at parallelism %d and now has %d; changing the parallelism of a "
+        .. "restored job is not available in this version of eddy")
+        :format(where, v.name, st.parallelism, v.parallelism), 0)
+    elseif v.keyed and st.max_parallelism ~= v.max_parallelism then
+      error(("%s: %s had max parallelism %d and now has %d; the max parallelism of keyed "
+        .. "state cannot change"):format(where, v.name, st.max_parallelism, v.max_parallelism), 0)
+    end
+  end
+end
+
+-- The runtime job for one run (a restart builds a new one).
+function M.build(job, vertices)
   local cj = core.job_new()
   if job.config.processing_time == "manual" then
     cj:use_manual_clock(0)
@@ -331,7 +396,8 @@ function M.run(job, vertices)
     local id = cj:add_vertex {
       name = v.name, parallelism = v.parallelism, max_parallelism = v.max_parallelism,
       source = v.source, keyed = v.keyed,
-      open = function(task, keyed) return open_subtask(job, v, task, keyed) end,
+      uid = vertex_uid(v),
+      open = function(task, keyed, restored) return open_subtask(job, v, task, keyed, restored) end,
     }
     assert(id == v.id)
   end
@@ -340,8 +406,7 @@ function M.run(job, vertices)
       e.output = cj:connect(e.from.id, v.id, e.part)
     end
   end
-  cj:run()
-  return cj:stats()
+  return cj
 end
 
 -- A readable description of the compiled graph.

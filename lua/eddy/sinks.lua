@@ -94,26 +94,88 @@ local file_opts = {
   transactional = config.boolean(),
 }
 
--- Part files dir/part-<subtask>-<seq>, one per subtask and run.
+-- Part files dir/part-<subtask>-<seq>. Transactional (the default when the
+-- job takes checkpoints): records go to hidden in-progress files; each
+-- checkpoint closes the current one, and once that checkpoint completes
+-- it is renamed to its final name. After a failure the files no completed
+-- checkpoint knows of are deleted, so replayed records are not written
+-- twice: with a replayable source the output is exactly once. The end of
+-- the input commits what is left.
 function Stream:to_file(dir, opts)
   if type(dir) ~= "string" or dir == "" then
     error("to_file: expected a directory path", 2)
   end
   opts = config.check_options(opts or {}, file_opts, "to_file", 3)
-  if opts.transactional then
-    error("to_file: transactional files need checkpoints, which are not available in this version of eddy", 2)
-  end
+  local job = self._job
   local format = opts.format or "jsonl"
   return sink_node(self, "to_file(" .. dir .. ")", function(env)
+    local transactional = opts.transactional
+    if transactional == nil then
+      transactional = job.config.checkpoint.interval ~= nil
+    end
+    local subtask = env.task:index()
+    local restored = env.restored
+    if transactional then
+      -- files the restored checkpoint saw closed are committed, others go
+      core.writer_recover(dir, subtask, restored and restored.pending or {})
+    end
     local writer = core.writer_open {
-      dir = dir, subtask = env.task:index(), format = format,
+      dir = dir, subtask = subtask, format = format, transactional = transactional,
       header = opts.header ~= false, delimiter = opts.delimiter,
     }
-    return {
+    local pending = {} -- closed files not committed yet: {checkpoint id, path}
+    local function commit_upto(id)
+      local keep = {}
+      for _, p in ipairs(pending) do
+        if p[1] <= id then
+          core.writer_commit(p[2])
+        else
+          keep[#keep + 1] = p
+        end
+      end
+      pending = keep
+    end
+    local inst = {
       push = function(v) writer:write(v) end,
-      finish = function() writer:close() end,
       close = function() writer:close() end,
     }
+    if transactional then
+      -- The last file, prepared when the input ends, belongs to the first
+      -- checkpoint taken after that (the finished subtask's last state),
+      -- or to the end of the whole job.
+      local LAST = math.maxinteger
+      local finished = false
+      function inst.snapshot(id)
+        local path = not finished and writer:prepare()
+        if path then
+          pending[#pending + 1] = { id, path }
+        end
+        local paths = {}
+        for i, p in ipairs(pending) do
+          if p[1] == LAST then
+            p[1] = id
+          end
+          paths[i] = p[2]
+        end
+        return { pending = paths }
+      end
+      function inst.notify(id, completed)
+        if completed then
+          commit_upto(id)
+        end
+      end
+      function inst.finish()
+        local path = writer:prepare()
+        if path then
+          pending[#pending + 1] = { LAST, path }
+        end
+        writer:close()
+        finished = true
+      end
+    else
+      inst.finish = function() writer:close() end
+    end
+    return inst
   end)
 end
 

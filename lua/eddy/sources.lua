@@ -48,25 +48,22 @@ local function basename(path)
   return (path:match("([^/]+)/*$")) or path
 end
 
-local function field_or_function(spec, what)
+local function field_or_function(spec)
   if type(spec) == "function" then
     return spec
   end
-  return function(v) return type(v) == "table" and v[spec] or nil end, what
+  return function(v) return type(v) == "table" and v[spec] or nil end
 end
 
 -- The arrival time of a record, checked.
 local function arrival_of(spec)
   local get = field_or_function(spec)
   return function(v)
-    local t = get(v)
-    if math.type(t) ~= "integer" then
-      t = type(t) == "number" and math.tointeger(t) or nil
-      if t == nil then
-        error(("arrival_time: the record has no arrival time in %s: %s")
-          :format(type(spec) == "function" and "the function's result" or ("field " .. stream.show(spec)),
-                  stream.show(v)), 0)
-      end
+    local t, err = config.milliseconds(get(v),
+      "arrival_time: " .. (type(spec) == "function" and "the function's result for "
+                           or ("field " .. stream.show(spec) .. " of ")) .. stream.show(v))
+    if t == nil then
+      error(err, 0)
     end
     return t
   end
@@ -74,23 +71,34 @@ end
 
 -- Builds the instance: next() gives records, due(v, k) (optional) the
 -- processing time at which the k-th record of this subtask may go out.
-local function poller(env, next_record, due)
+-- position() is where the source stands after the record next() returned
+-- last: a checkpoint stores the position after the last record emitted,
+-- not after one held back waiting for its time.
+local function poller(env, next_record, due, position)
   local task, emit = env.task, env.emit
   local pending, count = nil, 0
-  return function(budget)
+  local held_at -- with a record held back: the position before it was read
+  local inst = {}
+  function inst.poll(budget)
     for _ = 1, budget do
       local v = pending
       if v == nil then
+        local before = due and position and position()
         v = next_record()
         if v == nil then
           return true
+        elseif v == false then
+          -- nothing yet (a quiet pipe): look again soon, timers go on
+          task:wait_until(task:now() + 10)
+          return false
         end
+        held_at = before
       end
       if due then
-        local at = due(v, count)
-        if at > task:now() then
+        local time = due(v, count)
+        if time > task:now() then
           pending = v
-          task:wait_until(at)
+          task:wait_until(time)
           return false
         end
       end
@@ -100,13 +108,28 @@ local function poller(env, next_record, due)
     end
     return false
   end
+  function inst.snapshot()
+    if pending ~= nil then
+      return { position = held_at }
+    end
+    return { position = position() }
+  end
+  return inst
 end
 
--- Adds a source node; `make_next(env)` returns the subtask's next()
--- (and optionally a close function and a finish function).
+-- Adds a source node; `make_next(env)` returns the subtask's next(), and
+-- optionally close(), finish(), position() and seek(position) (a source
+-- that can tell and go back to its position is replayable).
 local function add_source(job, where, opts, name, make_next, extra)
   if opts.arrival_time ~= nil and job.config.processing_time ~= "manual" then
-    error(where .. ": arrival_time needs the job's manual clock (processing_time = \"manual\")", 4)
+    error(where .. ": arrival_time needs the job's manual clock (processing_time = \"manual\")", 3)
+  end
+  local event_time
+  if opts.timestamp ~= nil or opts.watermarks ~= nil or opts.idleness ~= nil then
+    event_time = require("eddy.time").check_assign_options({
+      timestamp = opts.timestamp, watermarks = opts.watermarks, idleness = opts.idleness,
+      on_error = opts.on_error,
+    }, 3, where)
   end
   local arrival = opts.arrival_time ~= nil and arrival_of(opts.arrival_time) or nil
   local node = { kind = "source", name = name, inputs = {}, default_parallelism = 1 }
@@ -114,18 +137,25 @@ local function add_source(job, where, opts, name, make_next, extra)
     node[k] = v
   end
   node.build = function(env)
-    local next_record, close, finish = make_next(env)
-    local due = arrival and function(v) return arrival(v) end or node.due and node.due(env) or nil
-    return { poll = poller(env, next_record, due), close = close, finish = finish }
+    local next_record, close, finish, position, seek = make_next(env)
+    if env.restored and env.restored.position ~= nil and seek then
+      seek(env.restored.position)
+    end
+    local due = arrival or node.due and node.due(env) or nil
+    local inst = poller(env, next_record, due, position)
+    inst.close, inst.finish = close, finish
+    if not position then
+      inst.snapshot = nil
+    end
+    return inst
   end
   job:_add(node)
   local s = stream.wrap(job, node)
   if opts.parallelism then
     s:parallelism(opts.parallelism)
   end
-  if opts.timestamp ~= nil or opts.watermarks ~= nil or opts.idleness ~= nil then
-    s = s:assign_timestamps { timestamp = opts.timestamp, watermarks = opts.watermarks,
-                              idleness = opts.idleness, on_error = opts.on_error }
+  if event_time then
+    s = s:_assign(event_time)
     s._node.follow_input_parallelism = true
   end
   return s
@@ -166,7 +196,7 @@ function M.from_collection(job, array, opts)
       local v = decode(bytes[i])
       i = i + step
       return v
-    end
+    end, nil, nil, function() return i end, function(pos) i = pos end
   end)
 end
 
@@ -208,7 +238,7 @@ function M.from_generator(job, opts)
       end
       i = i + step
       return v
-    end
+    end, nil, nil, function() return i end, function(pos) i = pos end
   end, extra)
 end
 
@@ -242,8 +272,17 @@ local function reader_source(job, where, what, name, opts, reader_opts)
         report.first_skipped = report.first_skipped or first
       end
     end
-    return function() return reader:next() end, function() reader:close() end, finish
-  end, { what = what, max_parallelism_one = true })
+    local position, seek
+    if reader_opts.path then -- a file can be read again from a position; stdin cannot
+      position = function()
+        local offset, line = reader:position()
+        return { offset, line }
+      end
+      seek = function(pos) reader:seek(pos[1], pos[2]) end
+    end
+    return function() return reader:next() end, function() reader:close() end, finish,
+      position, seek
+  end, { what = what, max_parallelism_one = true, stdin = reader_opts.fd == 0 })
 end
 
 function M.from_file(job, path, opts)
@@ -262,6 +301,9 @@ end
 function M.from_stdin(job, opts)
   opts = check(opts, file_opts, "from_stdin")
   return reader_source(job, "from_stdin", "<stdin>", opts.name or "from_stdin", opts, {
+    -- a quiet pipe must not stop the job's clock (timers, idleness), except
+    -- on the manual clock, which waits for the sources
+    nonblocking = job.config.processing_time ~= "manual",
     fd = 0, format = opts.format or "lines", header = opts.header ~= false,
     delimiter = opts.delimiter, infer_types = opts.infer_types ~= false,
     skip_errors = opts.on_error == "skip", max_line = opts.max_line,
@@ -269,16 +311,18 @@ function M.from_stdin(job, opts)
 end
 
 -- A source written in Lua: { name =, parallelism =, open = f(ctx),
--- next = f(ctx) -> record or nil at the end, close = f(ctx), plus the
--- common options (arrival_time, timestamp, watermarks, idleness) }.
--- Offsets (snapshot/restore) come with checkpoints.
+-- next = f(ctx) -> record or nil at the end, close = f(ctx),
+-- snapshot = f(ctx) -> its position after the last record next returned,
+-- restore = f(ctx, position), plus the common options (arrival_time,
+-- timestamp, watermarks, idleness) }. With snapshot and restore it is
+-- replayable: checkpoints store its position.
 function M.source(job, custom)
   if type(custom) ~= "table" or type(custom.next) ~= "function" then
     error("source: expected a table with a next function", 2)
   end
   local opts = {}
   for k, v in pairs(custom) do
-    if k ~= "open" and k ~= "next" and k ~= "close" then
+    if k ~= "open" and k ~= "next" and k ~= "close" and k ~= "snapshot" and k ~= "restore" then
       opts[k] = v
     end
   end
@@ -289,7 +333,11 @@ function M.source(job, custom)
     if custom.open then
       custom.open(ctx)
     end
-    return function() return nxt(ctx) end, custom.close and function() custom.close(ctx) end
+    -- a custom source is replayable when it can tell and restore its position
+    local position = custom.snapshot and function() return custom.snapshot(ctx) end
+    local seek = custom.restore and function(pos) custom.restore(ctx, pos) end
+    return function() return nxt(ctx) end, custom.close and function() custom.close(ctx) end,
+      nil, position, seek
   end)
 end
 

@@ -212,8 +212,13 @@ end
 -- .none()); idleness marks the stream idle after that much processing time
 -- without records, so it stops holding back the watermark downstream.
 function Stream:assign_timestamps(opts)
+  opts = require("eddy.time").check_assign_options(opts, 2)
+  return self:_assign(opts)
+end
+
+-- assign_timestamps with options already checked (sources check their own).
+function Stream:_assign(opts)
   local time = require "eddy.time"
-  opts = time.check_assign_options(opts, 2)
   return self:_op("assign_timestamps", function(env)
     return time.assigner_instance(env, opts)
   end, { what = "assign_timestamps" })

@@ -125,11 +125,8 @@ function M.assigner_instance(env, opts)
 
   function inst.push(v)
     local ts, err = extract(v)
-    if ts ~= nil and math.type(ts) ~= "integer" then
-      ts = math.tointeger(ts)
-      if ts == nil then
-        err = ("the timestamp of %s is not a whole number of milliseconds"):format(show_record(v))
-      end
+    if ts ~= nil then
+      ts, err = config.milliseconds(ts, "the timestamp of " .. show_record(v))
     end
     if ts == nil then
       if not skip then
@@ -166,17 +163,25 @@ function M.assigner_instance(env, opts)
 
   function inst.status() end
 
+  -- The task keeps one wake-up time for all its operators and forgets it
+  -- once it fires, so every alarm re-arms what is still due later.
   function inst.alarm(now)
-    if next_periodic and now >= next_periodic then
-      emit_current()
-      next_periodic = now + interval
+    if next_periodic then
+      if now >= next_periodic then
+        emit_current()
+        next_periodic = now + interval
+      end
       clock.wake_at(next_periodic)
     end
     -- idle once more than `idleness` of processing time has passed without
     -- a record (Flink notices at its next periodic check; eddy at once)
-    if idleness and not idle and now - last_record_at > idleness then
-      idle = true
-      emit_status(true)
+    if idleness and not idle then
+      if now - last_record_at > idleness then
+        idle = true
+        emit_status(true)
+      else
+        clock.wake_at(last_record_at + idleness + 1)
+      end
     end
   end
 
@@ -190,10 +195,12 @@ local assign_opts = {
   on_error = config.enum { "fail", "skip" },
 }
 
--- Validates assign_timestamps options; returns the normalised copy.
-function M.check_assign_options(opts, level)
+-- Validates assign_timestamps options (`where` names the call in messages);
+-- returns the normalised copy.
+function M.check_assign_options(opts, level, where)
+  where = where or "assign_timestamps"
   if type(opts) ~= "table" then
-    error("assign_timestamps: expected a table of options", level + 1)
+    error(where .. ": expected a table of options", level + 1)
   end
   local w = opts.watermarks
   local rest = {}
@@ -204,15 +211,15 @@ function M.check_assign_options(opts, level)
   end
   local checked = config.check_options(rest, {
     timestamp = assign_opts.timestamp, idleness = assign_opts.idleness, on_error = assign_opts.on_error,
-  }, "assign_timestamps", level + 1)
+  }, where, level + 1)
   if checked.timestamp == nil then
-    error("assign_timestamps: timestamp is required (a field name or a function)", level + 1)
+    error(where .. ": timestamp is required (a field name or a function)", level + 1)
   end
   if w ~= nil and not M.is_strategy(w) then
-    error("assign_timestamps: watermarks: expected eddy.watermarks.bounded(d), .monotonous() or .none()", level + 1)
+    error(where .. ": watermarks: expected eddy.watermarks.bounded(d), .monotonous() or .none()", level + 1)
   end
   if checked.idleness ~= nil and checked.idleness <= 0 then
-    error("assign_timestamps: idleness: must be more than 0ms", level + 1)
+    error(where .. ": idleness: must be more than 0ms", level + 1)
   end
   checked.watermarks = w or M.none()
   return checked

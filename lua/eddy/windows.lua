@@ -27,6 +27,7 @@
 -- (assign_timestamps, or the source's timestamp option).
 
 local config = require "eddy.config"
+local show = require("eddy.stream").show
 
 local M = {}
 
@@ -193,14 +194,24 @@ local function aggregate_contents(ctx, fns)
       acc = fns.create()
     end
     local r = fns.add(acc, v)
-    state:update(r == nil and acc or r) -- add may change acc in place
+    if r == nil then
+      -- add may change a table accumulator in place; any other must come back
+      if type(acc) ~= "table" then
+        error("window aggregate: add returned nil (return the new accumulator)", 0)
+      end
+      r = acc
+    end
+    state:update(r)
   end
   function c.get()
     local acc = state:value()
     if acc == nil then
       return nil
     end
-    return fns.result and fns.result(acc) or acc
+    if fns.result then
+      return fns.result(acc)
+    end
+    return acc
   end
   function c.clear() state:clear() end
   function c.merge(from)
@@ -321,6 +332,9 @@ function M.operator(spec)
   -- MergingWindowSet.addWindow: returns the window the new one ended up
   -- in; merges state and trigger timers of windows it swallowed.
   local function add_session_window(ctx, set, new)
+    if find(set, new) then
+      return new -- the same window is in flight already: nothing merges
+    end
     local all = { new }
     for _, entry in ipairs(set) do
       all[#all + 1] = entry.window
@@ -351,7 +365,7 @@ function M.operator(spec)
         if not (#members == 1 and same(members[1], cover)) then
           if max_timestamp(cover) + lateness <= ctx.timers:current_watermark() then
             error(("window: merging into %s would end before the current watermark %d")
-              :format(require("eddy.inspect")(cover, { oneline = true }), ctx.timers:current_watermark()), 0)
+              :format(show(cover), ctx.timers:current_watermark()), 0)
           end
           -- EventTimeTrigger.onMerge, then clear the merged windows' timers
           if max_timestamp(cover) > ctx.timers:current_watermark() then
@@ -393,6 +407,14 @@ function M.operator(spec)
     register_cleanup(ctx, w)
   end
 
+  -- The handles belong to one subtask (one ctx): the same functions serve
+  -- every subtask of a job, so each entry point binds its subtask's first.
+  local per_subtask = setmetatable({}, { __mode = "k" })
+  local function bind(ctx)
+    local mine = per_subtask[ctx]
+    contents, merge_set, emit_result = mine.contents, mine.merge_set, mine.emit_result
+  end
+
   local fns = {}
 
   function fns.open(ctx)
@@ -422,9 +444,11 @@ function M.operator(spec)
         out:collect(result, max_timestamp(w))
       end
     end
+    per_subtask[ctx] = { contents = contents, merge_set = merge_set, emit_result = emit_result }
   end
 
   function fns.process(ctx, value, out)
+    bind(ctx)
     local ts = ctx:timestamp()
     if ts == nil then
       error("window: the record has no timestamp (assign timestamps before windows, "
@@ -460,6 +484,7 @@ function M.operator(spec)
   end
 
   function fns.on_timer(ctx, ts, out)
+    bind(ctx)
     local w = ctx:namespace()
     local set, state_window = nil, w
     if merging then
@@ -478,7 +503,6 @@ function M.operator(spec)
       end
     end
     if ts == cleanup_time(w) then
-      ctx:set_namespace(state_window)
       contents.clear()
       delete_timer(ctx, w, max_timestamp(w))
       if set then
@@ -498,7 +522,7 @@ Windowed.__index = Windowed
 
 function M.windowed(keyed, assigner, apply)
   if not M.is_assigner(assigner) then
-    error("window: expected eddy.windows.tumbling(...), .sliding(...) or .session(...)", 3)
+    error("window: expected eddy.windows.tumbling(...), .sliding(...) or .session(...)", 4)
   end
   return setmetatable({ _keyed = keyed, _assigner = assigner, _lateness = 0, _apply = apply }, Windowed)
 end
@@ -523,7 +547,14 @@ local function factory(self, what, fn)
   return function() return M.operator(spec) end
 end
 
+local function check_uid(uid, what)
+  if type(uid) ~= "string" or uid == "" then
+    error(("%s: the first argument must be the operator's uid (a non-empty string)"):format(what), 3)
+  end
+end
+
 function Windowed:reduce(uid, f)
+  check_uid(uid, "window reduce")
   if type(f) ~= "function" then
     error("window reduce: expected a function", 2)
   end
@@ -531,6 +562,7 @@ function Windowed:reduce(uid, f)
 end
 
 function Windowed:aggregate(uid, fns)
+  check_uid(uid, "window aggregate")
   if type(fns) ~= "table" or type(fns.create) ~= "function" or type(fns.add) ~= "function" then
     error("window aggregate: expected {create =, add =, result =, merge =} functions", 2)
   end
@@ -542,6 +574,7 @@ end
 
 -- fns.process(ctx, window, elements, out): every element of the window.
 function Windowed:process(uid, fns)
+  check_uid(uid, "window process")
   local f = type(fns) == "table" and fns.process or fns
   if type(f) ~= "function" then
     error("window process: expected {process = function(ctx, window, elements, out)}", 2)

@@ -2,10 +2,12 @@
  * The heap backend through the public functions of backend.h: what every
  * backend must do (absent rows, overwrites, namespaces, lists, maps, sorted
  * output, snapshot cursors) plus the argument checks of the wrappers, whose
- * messages end up in front of users.
+ * messages end up in front of users; and the copy-on-write snapshots of
+ * checkpoints, read by a second thread while the main thread writes.
  */
 #include "test.h"
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "state/backend.h"
@@ -114,12 +116,12 @@ static uint32_t rnd(void)
  * Fault injection, as in SQLite's and Lua's test builds: while fail_one_in
  * is not 0, one allocation in fail_one_in fails, so that every
  * out-of-memory path of the backend gets taken. The test replaces malloc,
- * calloc and realloc for this, except under ASan, which owns them there
+ * calloc and realloc for this, except under ASan or TSan, which own them there
  * (under valgrind, pass --soname-synonyms=somalloc=nouserintercepts).
  */
 static unsigned fail_one_in;
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define FAULTS 0
 #else
 #define FAULTS 1
@@ -994,6 +996,82 @@ static void verify_model(eddy_backend *b, const uint32_t *ids,
   }
 }
 
+/* One random operation with one allocation in four failing; the model m
+ * follows what succeeded. Returns 1 if the operation ran out of memory. */
+static int fault_change(eddy_backend *b, const uint32_t *ids, model_row *m)
+{
+  enc ns = mp_window(1, 2);
+  unsigned char elems[16];
+  int rc;
+  int k = (int)(rnd() % FK), op = (int)(rnd() % 8), u = (int)(rnd() % FU);
+  int ver = 1 + (int)(rnd() % 200), nset = (int)(rnd() % 8);
+  enc key = mp_int(k), v = fault_value(k, ver), uv = mp_int(ver % 100 + 1);
+  enc uk = mp_int(u);
+  eddy_row rv = fault_row(ids[0], k, &key, &ns), rl = fault_row(ids[1], k, &key, &ns),
+           rm = fault_row(ids[2], k, &key, &ns);
+  eddy_slice got;
+  eddy_backend_cursor *c = NULL;
+  fail_one_in = 4;
+  switch (op) {
+  case 0:
+    rc = eddy_backend_put(b, &rv, v.data, v.len);
+    break;
+  case 1:
+    rc = eddy_backend_clear(b, k % 2 ? &rv : &rm);
+    break;
+  case 2:
+    elems[0] = (unsigned char)((k + m[k].nlist) % 100);
+    rc = m[k].nlist < 200 ? eddy_backend_list_append(b, &rl, elems, 1)
+                          : eddy_backend_clear(b, &rl);
+    break;
+  case 3:
+    rc = eddy_backend_list_set(b, &rl, elems, fault_list(k, nset, elems));
+    break;
+  case 4:
+    rc = eddy_backend_map_put(b, &rm, uk.data, uk.len, uv.data, uv.len);
+    break;
+  case 5:
+    rc = eddy_backend_map_remove(b, &rm, uk.data, uk.len);
+    break;
+  case 6:
+    rc = eddy_backend_map_entries(b, &rm, &got);
+    break;
+  default:
+    rc = eddy_backend_cursor_open(b, ids[u % 3], &c);
+    break;
+  }
+  fail_one_in = 0;
+  if (rc == EDDY_ENOMEM) {
+    CHECK(contains(eddy_backend_errmsg(b), "out of memory"));
+    return 1;
+  }
+  CHECK(rc == EDDY_OK || (op == 6 && rc == EDDY_ENOTFOUND));
+  switch (op) {
+  case 0: m[k].val = ver; break;
+  case 1:
+    if (k % 2)
+      m[k].val = 0;
+    else
+      memset(m[k].map, 0, sizeof m[k].map);
+    break;
+  case 2: m[k].nlist = m[k].nlist < 200 ? m[k].nlist + 1 : 0; break;
+  case 3: m[k].nlist = nset; break;
+  case 4: m[k].map[u] = ver % 100 + 1; break;
+  case 5: m[k].map[u] = 0; break;
+  case 7: {
+    int rows = 0;
+    eddy_row r;
+    while (eddy_backend_cursor_next(c, &r, &got) == EDDY_OK)
+      rows++;
+    CHECK_EQ_INT(rows, model_rows(m, u % 3));
+    eddy_backend_cursor_close(c);
+    break;
+  }
+  default: break;
+  }
+  return 0;
+}
+
 static void test_out_of_memory(void)
 {
   eddy_backend *b = new_backend(0, MAXP - 1);
@@ -1015,77 +1093,8 @@ static void test_out_of_memory(void)
 
   static model_row m[FK];
   memset(m, 0, sizeof m);
-  enc ns = mp_window(1, 2);
-  unsigned char elems[16];
-  for (int step = 0; step < 30000; step++) {
-    int k = (int)(rnd() % FK), op = (int)(rnd() % 8), u = (int)(rnd() % FU);
-    int ver = 1 + (int)(rnd() % 200), nset = (int)(rnd() % 8);
-    enc key = mp_int(k), v = fault_value(k, ver), uv = mp_int(ver % 100 + 1);
-    enc uk = mp_int(u);
-    eddy_row rv = fault_row(ids[0], k, &key, &ns), rl = fault_row(ids[1], k, &key, &ns),
-             rm = fault_row(ids[2], k, &key, &ns);
-    eddy_slice got;
-    eddy_backend_cursor *c = NULL;
-    fail_one_in = 4;
-    switch (op) {
-    case 0:
-      rc = eddy_backend_put(b, &rv, v.data, v.len);
-      break;
-    case 1:
-      rc = eddy_backend_clear(b, k % 2 ? &rv : &rm);
-      break;
-    case 2:
-      elems[0] = (unsigned char)((k + m[k].nlist) % 100);
-      rc = m[k].nlist < 200 ? eddy_backend_list_append(b, &rl, elems, 1)
-                            : eddy_backend_clear(b, &rl);
-      break;
-    case 3:
-      rc = eddy_backend_list_set(b, &rl, elems, fault_list(k, nset, elems));
-      break;
-    case 4:
-      rc = eddy_backend_map_put(b, &rm, uk.data, uk.len, uv.data, uv.len);
-      break;
-    case 5:
-      rc = eddy_backend_map_remove(b, &rm, uk.data, uk.len);
-      break;
-    case 6:
-      rc = eddy_backend_map_entries(b, &rm, &got);
-      break;
-    default:
-      rc = eddy_backend_cursor_open(b, ids[u % 3], &c);
-      break;
-    }
-    fail_one_in = 0;
-    if (rc == EDDY_ENOMEM) {
-      enomem++;
-      CHECK(contains(eddy_backend_errmsg(b), "out of memory"));
-      continue;
-    }
-    CHECK(rc == EDDY_OK || (op == 6 && rc == EDDY_ENOTFOUND));
-    switch (op) {
-    case 0: m[k].val = ver; break;
-    case 1:
-      if (k % 2)
-        m[k].val = 0;
-      else
-        memset(m[k].map, 0, sizeof m[k].map);
-      break;
-    case 2: m[k].nlist = m[k].nlist < 200 ? m[k].nlist + 1 : 0; break;
-    case 3: m[k].nlist = nset; break;
-    case 4: m[k].map[u] = ver % 100 + 1; break;
-    case 5: m[k].map[u] = 0; break;
-    case 7: {
-      int rows = 0;
-      eddy_row r;
-      while (eddy_backend_cursor_next(c, &r, &got) == EDDY_OK)
-        rows++;
-      CHECK_EQ_INT(rows, model_rows(m, u % 3));
-      eddy_backend_cursor_close(c);
-      break;
-    }
-    default: break;
-    }
-  }
+  for (int step = 0; step < 30000; step++)
+    enomem += fault_change(b, ids, m);
   verify_model(b, ids, m);
   CHECK(FAULTS ? enomem > 1000 : enomem == 0);
   eddy_backend_destroy(b);
@@ -1144,8 +1153,601 @@ static void test_out_of_memory_growth(void)
   eddy_backend_destroy(b);
 }
 
+/* ---- copy-on-write snapshots ---- */
+
+/* Rows collected as records (state, key group, key, namespace, value) and
+ * sorted bytewise: two dumps are equal exactly when they hold the same
+ * rows, whatever order they were read in. */
+typedef struct dump {
+  eddy_buf data;
+  size_t (*recs)[2]; /* offset and length of each record in data */
+  size_t n;
+  size_t cap;
+} dump;
+
+static void put_u32(eddy_buf *b, size_t v)
+{
+  unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                        (unsigned char)(v >> 8), (unsigned char)v};
+  CHECK_EQ_INT(eddy_buf_append(b, x, 4), EDDY_OK);
+}
+
+static void dump_add(dump *d, const eddy_row *r, eddy_slice v)
+{
+  if (d->n == d->cap) {
+    d->cap = d->cap ? 2 * d->cap : 64;
+    d->recs = realloc(d->recs, d->cap * sizeof *d->recs);
+    CHECK(d->recs != NULL);
+  }
+  size_t start = d->data.len;
+  put_u32(&d->data, r->state);
+  put_u32(&d->data, (size_t)r->key_group);
+  put_u32(&d->data, r->key_len);
+  CHECK_EQ_INT(eddy_buf_append(&d->data, r->key, r->key_len), EDDY_OK);
+  put_u32(&d->data, r->ns_len);
+  CHECK_EQ_INT(eddy_buf_append(&d->data, r->ns, r->ns_len), EDDY_OK);
+  put_u32(&d->data, v.len);
+  CHECK_EQ_INT(eddy_buf_append(&d->data, v.data, v.len), EDDY_OK);
+  d->recs[d->n][0] = start;
+  d->recs[d->n++][1] = d->data.len - start;
+}
+
+static int cmp_recs(const void *x, const void *y, void *data)
+{
+  const size_t *a = x, *b = y;
+  const unsigned char *p = data;
+  return eddy_mp_compare(p + a[0], a[1], p + b[0], b[1]);
+}
+
+/* The sorted records, concatenated, in out (owned by the caller). */
+static void dump_finish(dump *d, eddy_buf *out)
+{
+  if (d->n > 1)
+    qsort_r(d->recs, d->n, sizeof *d->recs, cmp_recs, d->data.data);
+  eddy_buf_init(out);
+  for (size_t i = 0; i < d->n; i++)
+    CHECK_EQ_INT(eddy_buf_append(out, d->data.data + d->recs[i][0], d->recs[i][1]),
+                 EDDY_OK);
+  eddy_buf_free(&d->data);
+  free(d->recs);
+}
+
+/* Every row of b, read through cursors. */
+static void dump_backend(eddy_backend *b, eddy_buf *out)
+{
+  dump d = {EDDY_BUF_INIT, NULL, 0, 0};
+  for (uint32_t s = 0; s < eddy_backend_state_count(b); s++) {
+    eddy_backend_cursor *c;
+    eddy_row r;
+    eddy_slice v;
+    CHECK_EQ_INT(eddy_backend_cursor_open(b, s, &c), EDDY_OK);
+    while (eddy_backend_cursor_next(c, &r, &v) == EDDY_OK)
+      dump_add(&d, &r, v);
+    eddy_backend_cursor_close(c);
+  }
+  dump_finish(&d, out);
+}
+
+/* Every row of a snapshot, which must come in ascending key group. With
+ * faults, next runs with fault injection and is retried when it fails. */
+static void dump_snapshot(eddy_backend_snapshot *s, eddy_buf *out, unsigned faults)
+{
+  dump d = {EDDY_BUF_INIT, NULL, 0, 0};
+  eddy_row r;
+  eddy_slice v;
+  int rc, prev_kg = -1;
+  for (;;) {
+    fail_one_in = faults;
+    rc = eddy_backend_snapshot_next(s, &r, &v);
+    fail_one_in = 0;
+    if (rc == EDDY_EEOF)
+      break;
+    if (rc == EDDY_ENOMEM) {
+      CHECK(contains(eddy_backend_snapshot_errmsg(s), "out of memory"));
+      continue;
+    }
+    CHECK_EQ_INT(rc, EDDY_OK);
+    CHECK(r.key_group >= prev_kg);
+    prev_kg = r.key_group;
+    dump_add(&d, &r, v);
+  }
+  CHECK_EQ_INT(eddy_backend_snapshot_next(s, &r, &v), EDDY_EEOF);
+  dump_finish(&d, out);
+}
+
+static void check_snapshot(eddy_backend_snapshot *s, const eddy_buf *want,
+                           unsigned faults)
+{
+  eddy_buf got;
+  dump_snapshot(s, &got, faults);
+  CHECK_MEM(got.data, got.len, want->data, want->len);
+  eddy_buf_free(&got);
+}
+
+static void test_snapshot_empty(void)
+{
+  eddy_backend *b = new_backend(3, 9);
+  eddy_backend_snapshot *s = NULL, *t = NULL;
+  eddy_row r;
+  eddy_slice v;
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, NULL), EDDY_EINVAL);
+  CHECK(contains(eddy_backend_errmsg(b), "no result pointer"));
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, &s), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_snapshot_next(s, &r, &v), EDDY_EEOF);
+  uint32_t id = reg(b, "v", EDDY_STATE_VALUE);
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, &t), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_snapshot_next(t, &r, &v), EDDY_EEOF);
+  enc k = mp_int(1);
+  eddy_row w = row_of(id, 4, &k, NULL);
+  CHECK_EQ_INT(eddy_backend_put(b, &w, k.data, k.len), EDDY_OK);
+  /* neither sees the row, nor the state registered after the first */
+  CHECK_EQ_INT(eddy_backend_snapshot_next(s, &r, &v), EDDY_EEOF);
+  CHECK_EQ_INT(eddy_backend_snapshot_next(t, &r, &v), EDDY_EEOF);
+  eddy_backend_snapshot_close(s);
+  eddy_backend_snapshot_close(t);
+  eddy_backend_snapshot_close(NULL);
+  check_value(b, &w, &k);
+  eddy_backend_destroy(b);
+}
+
+/* Fills three states with a bit of everything: values (some in
+ * namespaces), lists and maps, over a few key groups of [0, 127]. */
+static void fill_kinds(eddy_backend *b, const uint32_t *ids, int n, int ver)
+{
+  enc ns = mp_window(0, 100);
+  for (int i = 0; i < n; i++) {
+    enc key = mp_int(i), v = stress_value(i, ver);
+    int kg = (i * 5) % 7;
+    eddy_row rv = row_of(ids[0], kg, &key, i % 4 == 0 ? &ns : NULL);
+    eddy_row rl = row_of(ids[1], kg, &key, NULL), rm = row_of(ids[2], kg, &key, NULL);
+    CHECK_EQ_INT(eddy_backend_put(b, &rv, v.data, v.len), EDDY_OK);
+    for (int j = 0; j <= i % 3; j++) {
+      unsigned char e = (unsigned char)((i + j + ver) % 100);
+      CHECK_EQ_INT(eddy_backend_list_append(b, &rl, &e, 1), EDDY_OK);
+    }
+    for (int u = 0; u <= i % 4; u++) {
+      enc uk = mp_int(u * 1000), uv = mp_int(i + u + ver);
+      CHECK_EQ_INT(eddy_backend_map_put(b, &rm, uk.data, uk.len, uv.data, uv.len),
+                   EDDY_OK);
+    }
+  }
+}
+
+static void test_snapshot_every_kind(void)
+{
+  enum { N = 40 };
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                     reg(b, "m", EDDY_STATE_MAP)};
+  fill_kinds(b, ids, N, 1);
+  eddy_buf want;
+  dump_backend(b, &want);
+  eddy_backend_snapshot *s;
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, &s), EDDY_OK);
+
+  /* every kind of change to every kind of row */
+  enc ns = mp_window(0, 100);
+  eddy_slice got;
+  for (int i = 0; i < N; i++) {
+    enc key = mp_int(i), v = stress_value(i, 7), uk = mp_int(1000), nk = mp_int(-5);
+    int kg = (i * 5) % 7;
+    eddy_row rv = row_of(ids[0], kg, &key, i % 4 == 0 ? &ns : NULL);
+    eddy_row rl = row_of(ids[1], kg, &key, NULL), rm = row_of(ids[2], kg, &key, NULL);
+    switch (i % 5) {
+    case 0:
+      CHECK_EQ_INT(eddy_backend_put(b, &rv, v.data, v.len), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_list_append(b, &rl, "\x05\x06", 2), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_map_put(b, &rm, uk.data, uk.len, v.data, v.len), EDDY_OK);
+      break;
+    case 1:
+      CHECK_EQ_INT(eddy_backend_clear(b, &rv), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_list_set(b, &rl, "\x07", 1), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_map_remove(b, &rm, uk.data, uk.len), EDDY_OK);
+      break;
+    case 2:
+      /* slices of the shared rows handed back: the copy reads them */
+      CHECK_EQ_INT(eddy_backend_get(b, &rv, &got), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_put(b, &rv, got.data, got.len), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_list_get(b, &rl, &got), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_list_append(b, &rl, got.data, got.len), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_clear(b, &rm), EDDY_OK);
+      break;
+    case 3:
+      CHECK_EQ_INT(eddy_backend_list_set(b, &rl, NULL, 0), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_map_put(b, &rm, nk.data, nk.len, nk.data, nk.len), EDDY_OK);
+      for (int u = 0; u <= i % 4; u++) { /* down to an absent row */
+        enc ku = mp_int(u * 1000);
+        CHECK_EQ_INT(eddy_backend_map_remove(b, &rm, ku.data, ku.len), EDDY_OK);
+      }
+      break;
+    default:
+      CHECK_EQ_INT(eddy_backend_map_get(b, &rm, uk.data, uk.len, &got), i % 4 ? EDDY_OK
+                                                                             : EDDY_ENOTFOUND);
+      for (int u = 0; u <= i % 4; u++) { /* the whole map goes */
+        enc ku = mp_int(u * 1000);
+        CHECK_EQ_INT(eddy_backend_map_remove(b, &rm, ku.data, ku.len), EDDY_OK);
+      }
+      CHECK_EQ_INT(eddy_backend_map_entries(b, &rm, &got), EDDY_ENOTFOUND);
+      break;
+    }
+  }
+  /* new rows, enough to grow and rehash the tables of the key groups the
+   * snapshot copied, and a state registered after the open */
+  uint32_t late = reg(b, "late", EDDY_STATE_VALUE);
+  for (int i = N; i < 40 * N; i++) {
+    enc key = mp_int(i), v = stress_value(i, 2);
+    eddy_row rv = row_of(ids[0], i % 7, &key, NULL), rx = row_of(late, i % 7, &key, NULL);
+    CHECK_EQ_INT(eddy_backend_put(b, &rv, v.data, v.len), EDDY_OK);
+    CHECK_EQ_INT(eddy_backend_put(b, &rx, v.data, v.len), EDDY_OK);
+  }
+  check_snapshot(s, &want, 0);
+  eddy_backend_snapshot_close(s);
+
+  /* the live state is right after the close too */
+  eddy_buf live, again;
+  dump_backend(b, &live);
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, &s), EDDY_OK);
+  check_snapshot(s, &live, 0);
+  eddy_backend_snapshot_close(s);
+  dump_backend(b, &again);
+  CHECK_MEM(live.data, live.len, again.data, again.len);
+  CHECK(live.len != want.len || memcmp(live.data, want.data, want.len) != 0);
+  eddy_buf_free(&live);
+  eddy_buf_free(&again);
+  eddy_buf_free(&want);
+  eddy_backend_destroy(b);
+}
+
+/* One random change to the three states of fill_kinds, over keys [0, n). */
+static void random_change(eddy_backend *b, const uint32_t *ids, int n)
+{
+  int i = (int)(rnd() % (uint32_t)n), kg = (i * 5) % 7;
+  enc key = mp_int(i), v = stress_value(i, (int)(rnd() % 50)), uk = mp_int((int)(rnd() % 5) * 1000);
+  eddy_row rv = row_of(ids[0], kg, &key, NULL), rl = row_of(ids[1], kg, &key, NULL),
+           rm = row_of(ids[2], kg, &key, NULL);
+  unsigned char e = (unsigned char)(rnd() % 100);
+  switch (rnd() % 9) {
+  case 0: CHECK_EQ_INT(eddy_backend_put(b, &rv, v.data, v.len), EDDY_OK); break;
+  case 1: CHECK_EQ_INT(eddy_backend_clear(b, &rv), EDDY_OK); break;
+  case 2: CHECK_EQ_INT(eddy_backend_list_append(b, &rl, &e, 1), EDDY_OK); break;
+  case 3: CHECK_EQ_INT(eddy_backend_list_set(b, &rl, &e, e % 2), EDDY_OK); break;
+  case 4: CHECK_EQ_INT(eddy_backend_clear(b, &rl), EDDY_OK); break;
+  case 5:
+  case 6:
+    CHECK_EQ_INT(eddy_backend_map_put(b, &rm, uk.data, uk.len, v.data, v.len), EDDY_OK);
+    break;
+  case 7: CHECK_EQ_INT(eddy_backend_map_remove(b, &rm, uk.data, uk.len), EDDY_OK); break;
+  default: CHECK_EQ_INT(eddy_backend_clear(b, &rm), EDDY_OK); break;
+  }
+}
+
+/* Three snapshots with changes between them, closed in each of the six
+ * orders, with more changes between the closes. Each is read just before
+ * its close, so it is read after the others' closes freed what they held. */
+static void test_snapshot_close_orders(void)
+{
+  static const int orders[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                   {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+  for (int o = 0; o < 6; o++) {
+    eddy_backend *b = new_backend(0, 127);
+    uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                       reg(b, "m", EDDY_STATE_MAP)};
+    fill_kinds(b, ids, 30, o);
+    eddy_backend_snapshot *s[3];
+    eddy_buf want[3];
+    for (int k = 0; k < 3; k++) {
+      dump_backend(b, &want[k]);
+      CHECK_EQ_INT(eddy_backend_snapshot_open(b, &s[k]), EDDY_OK);
+      for (int c = 0; c < 150; c++)
+        random_change(b, ids, 36);
+    }
+    for (int k = 0; k < 3; k++) {
+      int which = orders[o][k];
+      for (int c = 0; c < 100; c++)
+        random_change(b, ids, 36);
+      check_snapshot(s[which], &want[which], 0);
+      eddy_backend_snapshot_close(s[which]);
+      eddy_buf_free(&want[which]);
+    }
+    eddy_buf live;
+    dump_backend(b, &live);
+    eddy_backend_snapshot *last;
+    CHECK_EQ_INT(eddy_backend_snapshot_open(b, &last), EDDY_OK);
+    check_snapshot(last, &live, 0);
+    eddy_backend_snapshot_close(last);
+    eddy_buf_free(&live);
+    eddy_backend_destroy(b);
+  }
+}
+
+/* Up to five snapshots open at once, opened and closed at random between
+ * random changes; some are closed half read, some never read. */
+static void test_snapshot_random(void)
+{
+  enum { MAXS = 5, STEPS = 6000 };
+  eddy_backend *b = new_backend(0, 127);
+  uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                     reg(b, "m", EDDY_STATE_MAP)};
+  fill_kinds(b, ids, 50, 3);
+  eddy_backend_snapshot *s[MAXS];
+  eddy_buf want[MAXS];
+  int open = 0, checked = 0;
+  for (int step = 0; step < STEPS; step++) {
+    uint32_t what = rnd() % 100;
+    if (what < 3 && open < MAXS) {
+      dump_backend(b, &want[open]);
+      CHECK_EQ_INT(eddy_backend_snapshot_open(b, &s[open]), EDDY_OK);
+      open++;
+    } else if (what < 6 && open > 0) {
+      int k = (int)(rnd() % (uint32_t)open);
+      eddy_row r;
+      eddy_slice v;
+      switch (rnd() % 3) {
+      case 0:
+        check_snapshot(s[k], &want[k], 0);
+        checked++;
+        break;
+      case 1:
+        for (uint32_t n = rnd() % 40; n > 0; n--)
+          if (eddy_backend_snapshot_next(s[k], &r, &v) != EDDY_OK)
+            break;
+        break;
+      default:
+        break;
+      }
+      eddy_backend_snapshot_close(s[k]);
+      eddy_buf_free(&want[k]);
+      s[k] = s[--open];
+      want[k] = want[open];
+    } else {
+      random_change(b, ids, 70);
+    }
+  }
+  while (open > 0) {
+    open--;
+    check_snapshot(s[open], &want[open], 0);
+    eddy_backend_snapshot_close(s[open]);
+    eddy_buf_free(&want[open]);
+  }
+  CHECK(checked > 10);
+  eddy_backend_destroy(b);
+}
+
+/* Out of memory while snapshots are open: a change that fails leaves the
+ * live rows as they were (the model of fault_change) and the snapshots as
+ * they were opened; opening and reading fail cleanly too. */
+static void test_snapshot_out_of_memory(void)
+{
+  enum { MAXS = 3 };
+  eddy_backend *b = new_backend(0, MAXP - 1);
+  uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                     reg(b, "m", EDDY_STATE_MAP)};
+  static model_row m[FK];
+  memset(m, 0, sizeof m);
+  eddy_backend_snapshot *s[MAXS];
+  eddy_buf want[MAXS];
+  int open = 0, enomem = 0, checked = 0;
+  for (int step = 0; step < 30000; step++) {
+    uint32_t what = rnd() % 100;
+    if (what < 2 && open < MAXS) {
+      fail_one_in = 4;
+      int rc = eddy_backend_snapshot_open(b, &s[open]);
+      fail_one_in = 0;
+      if (rc == EDDY_ENOMEM) {
+        enomem++;
+        CHECK(contains(eddy_backend_errmsg(b), "out of memory"));
+        continue;
+      }
+      CHECK_EQ_INT(rc, EDDY_OK);
+      dump_backend(b, &want[open++]);
+    } else if (what < 4 && open > 0) {
+      int k = (int)(rnd() % (uint32_t)open);
+      check_snapshot(s[k], &want[k], 4);
+      checked++;
+      eddy_backend_snapshot_close(s[k]);
+      eddy_buf_free(&want[k]);
+      s[k] = s[--open];
+      want[k] = want[open];
+    } else {
+      enomem += fault_change(b, ids, m);
+    }
+  }
+  verify_model(b, ids, m);
+  while (open > 0) {
+    open--;
+    check_snapshot(s[open], &want[open], 4);
+    eddy_backend_snapshot_close(s[open]);
+    eddy_buf_free(&want[open]);
+  }
+  CHECK(checked > 100);
+  CHECK(FAULTS ? enomem > 1000 : enomem == 0);
+  eddy_backend_destroy(b);
+}
+
+/* ---- a snapshot read by a second thread while the main thread writes ---- */
+
+enum { TN = 20000 };
+
+/* What key i holds in version ver: built without CHECK or rnd, which
+ * belong to the main thread. */
+static size_t thread_value(int i, int ver, unsigned char *out)
+{
+  size_t len = 10 + (size_t)((i + ver) % 20);
+  out[0] = (unsigned char)(0xa0 | len);
+  for (size_t j = 0; j < len; j++)
+    out[1 + j] = (unsigned char)('a' + (i * 7 + ver + (int)j) % 26);
+  return 1 + len;
+}
+
+static size_t thread_list(int i, int ver, unsigned char *out)
+{
+  size_t n = 1 + (size_t)(i % 5);
+  for (size_t j = 0; j < n; j++)
+    out[j] = (unsigned char)((i + (int)j + ver) % 100);
+  return n;
+}
+
+/* Entries u -> value for u in [0, i % 3], fixints both, so their order by
+ * bytes is the order of u. */
+static size_t thread_map(int i, int ver, unsigned char *out)
+{
+  size_t n = 0;
+  for (int u = 0; u <= i % 3; u++) {
+    out[n++] = (unsigned char)u;
+    out[n++] = (unsigned char)((i + u + ver) % 100);
+  }
+  return n;
+}
+
+typedef struct thread_read {
+  eddy_backend_snapshot *snap;
+  uint32_t ids[3];
+  int ver;
+  long rows[3];
+  long bad;
+} thread_read;
+
+static void *read_snapshot(void *p)
+{
+  thread_read *a = p;
+  eddy_row r;
+  eddy_slice v;
+  unsigned char want[64];
+  int rc, prev = -1;
+  while ((rc = eddy_backend_snapshot_next(a->snap, &r, &v)) == EDDY_OK) {
+    eddy_mp_reader rd;
+    eddy_mp_item it;
+    eddy_mp_reader_init(&rd, r.key, r.key_len);
+    int j = r.state == a->ids[0] ? 0 : r.state == a->ids[1] ? 1 : 2;
+    if (r.key_group < prev || eddy_mp_read(&rd, &it) != EDDY_OK || it.type != EDDY_MP_INT ||
+        it.v.i < 0 || it.v.i >= TN || r.ns_len != 0) {
+      a->bad++;
+      continue;
+    }
+    prev = r.key_group;
+    int i = (int)it.v.i;
+    size_t n = j == 0 ? thread_value(i, a->ver, want)
+               : j == 1 ? thread_list(i, a->ver, want)
+                        : thread_map(i, a->ver, want);
+    a->bad += v.len != n || memcmp(v.data, want, n) != 0;
+    a->rows[j]++;
+  }
+  a->bad += rc != EDDY_EEOF;
+  return NULL;
+}
+
+static int thread_kg[2 * TN];
+
+static eddy_row thread_row(uint32_t state, const enc *key, int i)
+{
+  return row_of(state, thread_kg[i], key, NULL);
+}
+
+/* Makes the three states hold version ver of keys [0, TN) and nothing
+ * else. */
+static void thread_fill(eddy_backend *b, const uint32_t *ids, int ver)
+{
+  unsigned char buf[64];
+  for (int i = 0; i < 2 * TN; i++) {
+    enc key = mp_int(i);
+    eddy_row rv = thread_row(ids[0], &key, i), rl = thread_row(ids[1], &key, i),
+             rm = thread_row(ids[2], &key, i);
+    if (i >= TN) {
+      CHECK_EQ_INT(eddy_backend_clear(b, &rv), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_clear(b, &rl), EDDY_OK);
+      CHECK_EQ_INT(eddy_backend_clear(b, &rm), EDDY_OK);
+      continue;
+    }
+    CHECK_EQ_INT(eddy_backend_put(b, &rv, buf, thread_value(i, ver, buf)), EDDY_OK);
+    CHECK_EQ_INT(eddy_backend_list_set(b, &rl, buf, thread_list(i, ver, buf)), EDDY_OK);
+    CHECK_EQ_INT(eddy_backend_clear(b, &rm), EDDY_OK);
+    size_t n = thread_map(i, ver, buf);
+    for (size_t e = 0; e < n; e += 2)
+      CHECK_EQ_INT(eddy_backend_map_put(b, &rm, buf + e, 1, buf + e + 1, 1), EDDY_OK);
+  }
+}
+
+/* Random reads and changes of every kind over keys [0, 2 TN): the upper
+ * half adds rows, which grows the tables. */
+static void thread_churn(eddy_backend *b, const uint32_t *ids, int ops)
+{
+  unsigned char buf[64];
+  eddy_slice got;
+  for (int op = 0; op < ops; op++) {
+    int i = (int)(rnd() % (2 * TN)), ver = 2 + (int)(rnd() % 50);
+    enc key = mp_int(i);
+    eddy_row rv = thread_row(ids[0], &key, i), rl = thread_row(ids[1], &key, i),
+             rm = thread_row(ids[2], &key, i);
+    unsigned char u = (unsigned char)(rnd() % 4);
+    int rc = EDDY_OK;
+    switch (rnd() % 10) {
+    case 0: rc = eddy_backend_put(b, &rv, buf, thread_value(i, ver, buf)); break;
+    case 1: rc = eddy_backend_clear(b, &rv); break;
+    case 2: rc = eddy_backend_list_append(b, &rl, &u, 1); break;
+    case 3: rc = eddy_backend_list_set(b, &rl, buf, thread_list(i, ver, buf)); break;
+    case 4: rc = eddy_backend_map_put(b, &rm, &u, 1, &u, 1); break;
+    case 5: rc = eddy_backend_map_remove(b, &rm, &u, 1); break;
+    case 6: rc = eddy_backend_clear(b, &rm); break;
+    case 7:
+      rc = eddy_backend_get(b, &rv, &got);
+      rc = rc == EDDY_ENOTFOUND ? EDDY_OK : rc;
+      break;
+    case 8:
+      rc = eddy_backend_map_entries(b, &rm, &got);
+      rc = rc == EDDY_ENOTFOUND ? EDDY_OK : rc;
+      break;
+    default:
+      rc = eddy_backend_list_get(b, &rl, &got);
+      rc = rc == EDDY_ENOTFOUND ? EDDY_OK : rc;
+      break;
+    }
+    if (rc != EDDY_OK)
+      CHECK(!"a change failed");
+  }
+}
+
+/* Two snapshots, each read by its own thread while the main thread keeps
+ * changing every row. Built with -fsanitize=thread, this is where
+ * ThreadSanitizer checks that a writer thread reads nothing the main thread
+ * writes or frees. */
+static void test_snapshot_threads(void)
+{
+  eddy_backend *b = new_backend(0, MAXP - 1);
+  uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                     reg(b, "m", EDDY_STATE_MAP)};
+  for (int i = 0; i < 2 * TN; i++) {
+    enc key = mp_int(i);
+    CHECK_EQ_INT(eddy_key_group(key.data, key.len, MAXP, &thread_kg[i]), EDDY_OK);
+  }
+  thread_fill(b, ids, 0);
+  thread_read a[2];
+  pthread_t th[2];
+  for (int k = 0; k < 2; k++) {
+    if (k == 1)
+      thread_fill(b, ids, 1);
+    memset(&a[k], 0, sizeof a[k]);
+    memcpy(a[k].ids, ids, sizeof ids);
+    a[k].ver = k;
+    CHECK_EQ_INT(eddy_backend_snapshot_open(b, &a[k].snap), EDDY_OK);
+    CHECK_EQ_INT(pthread_create(&th[k], NULL, read_snapshot, &a[k]), 0);
+    thread_churn(b, ids, 100000);
+  }
+  for (int k = 0; k < 2; k++) {
+    CHECK_EQ_INT(pthread_join(th[k], NULL), 0);
+    CHECK_EQ_INT(a[k].bad, 0);
+    CHECK_EQ_INT(a[k].rows[0], TN);
+    CHECK_EQ_INT(a[k].rows[1], TN);
+    CHECK_EQ_INT(a[k].rows[2], TN);
+    eddy_backend_snapshot_close(a[k].snap);
+  }
+  eddy_backend_destroy(b);
+}
+
 TEST_MAIN("heap", TEST(test_create), TEST(test_register), TEST(test_values),
           TEST(test_namespaces), TEST(test_bad_rows), TEST(test_lists),
           TEST(test_maps), TEST(test_cursor_order), TEST(test_cursor_snapshot),
           TEST(test_cursor_lists_maps), TEST(test_churn), TEST(test_stress),
-          TEST(test_out_of_memory), TEST(test_out_of_memory_growth))
+          TEST(test_out_of_memory), TEST(test_out_of_memory_growth),
+          TEST(test_snapshot_empty), TEST(test_snapshot_every_kind),
+          TEST(test_snapshot_close_orders), TEST(test_snapshot_random),
+          TEST(test_snapshot_out_of_memory), TEST(test_snapshot_threads))

@@ -35,7 +35,7 @@ static const char traceback_key = 't';
 
 /* Commands of API.md that arrive in later releases. */
 static const char *const later_commands[] = {
-  "cancel", "checkpoints", "info", "inspect", "list", "savepoint", "stop", NULL
+  "cancel", "info", "inspect", "list", "savepoint", "stop", NULL
 };
 
 lua_State *cli_newstate(void)
@@ -293,7 +293,7 @@ void cli_print_usage(void)
     "  eddy stop JOB [--savepoint-path DIR] [--drain]\n"
     "  eddy cancel JOB [-s DIR]             cancel (with -s: after a savepoint into DIR)\n"
     "  eddy inspect PATH [--operator UID] [--state NAME] [--key K] [--json]\n"
-    "  eddy checkpoints DIR                 completed and in-progress checkpoints\n"
+    "  eddy checkpoints [--verify] DIR      completed and in-progress checkpoints\n"
     "  eddy --version | --help\n"
     "\n"
     "Exit status: 0 success, 1 job or user error, 2 bad usage, 130 interrupted.\n"
@@ -331,6 +331,51 @@ static int version(char **argv)
   return rc;
 }
 
+/* --- commands written in Lua (lua/eddy/commands.lua) ---------------------- */
+
+/* Calls eddy.commands[argv[1]](argv[2], ...); a returned integer is the
+ * exit status (2 with a usage message), an error is a one-line failure. */
+static int l_lua_command(lua_State *L)
+{
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+
+  cli_open(L, argc, argv, 0);
+  lua_settop(L, 0);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "eddy.commands");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, argv[1]);
+  luaL_checkstack(L, argc, "too many arguments");
+  for (int i = 2; i < argc; i++)
+    lua_pushstring(L, argv[i]);
+  lua_call(L, argc - 2, 1);
+  return 1;
+}
+
+static int lua_command(int argc, char **argv)
+{
+  lua_State *L = cli_newstate();
+  int rc = CLI_OK;
+
+  if (L == NULL)
+    return CLI_FAIL;
+  lua_pushcfunction(L, l_lua_command);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  if (cli_docall(L, 2, 1) != LUA_OK) {
+    int interrupted = cli_interrupted(L);
+    cli_report(L, "eddy: ", 1);
+    rc = interrupted ? CLI_INTERRUPTED : CLI_FAIL;
+  }
+  else if (lua_isinteger(L, -1))
+    rc = (int)lua_tointeger(L, -1);
+  cli_closestate(L);
+  return rc;
+}
+
+static const char *const lua_commands[] = {"checkpoints", NULL};
+
 /* --- dispatch ----------------------------------------------------------- */
 
 static int ends_with(const char *s, const char *suffix)
@@ -363,6 +408,9 @@ int main(int argc, char **argv)
   }
   if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
     return version(argv);
+  for (int i = 0; lua_commands[i] != NULL; i++)
+    if (strcmp(cmd, lua_commands[i]) == 0)
+      return lua_command(argc, argv);
   for (int i = 0; later_commands[i] != NULL; i++) {
     if (strcmp(cmd, later_commands[i]) == 0) {
       fprintf(stderr, "eddy: 'eddy %s' is not available yet\n", cmd);

@@ -75,5 +75,6 @@ void eddy_open_codec(lua_State *L, int ctx);
 void eddy_open_state(lua_State *L, int ctx);
 void eddy_open_job(lua_State *L, int ctx);
 void eddy_open_io(lua_State *L, int ctx);
+void eddy_open_checkpoint(lua_State *L, int ctx);
 
 #endif

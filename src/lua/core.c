@@ -133,5 +133,6 @@ int luaopen_eddy_core(lua_State *L)
   eddy_open_state(L, ctx);
   eddy_open_job(L, ctx);
   eddy_open_io(L, ctx);
+  eddy_open_checkpoint(L, ctx);
   return 1;
 }

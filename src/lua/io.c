@@ -4,6 +4,7 @@
  * file writer (runtime/writer.h) for to_file. Records cross as canonical
  * MessagePack, decoded straight into Lua values here.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "lua/binding.h"
@@ -81,6 +82,8 @@ static int l_reader_open(lua_State *L)
   cfg.max_line = (size_t)luaL_optinteger(L, -1, 0);
   lua_getfield(L, 1, "skip_errors");
   cfg.skip_errors = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "nonblocking");
+  cfg.nonblocking = lua_toboolean(L, -1);
   if (cfg.path == NULL && cfg.fd < 0)
     return luaL_error(L, "reader_open: a path or an fd is needed");
   lreader *lr = lua_newuserdatauv(L, sizeof *lr, 0);
@@ -100,8 +103,9 @@ static eddy_reader *check_reader(lua_State *L)
   return lr->r;
 }
 
-/* reader:next() -> the next record, or nil at the end; raises
- * "file:line: what" for a malformed record (unless skipping). */
+/* reader:next() -> the next record, nil at the end, or false when a
+ * non-blocking reader has nothing yet; raises "file:line: what" for a
+ * malformed record (unless skipping). */
 static int l_reader_next(lua_State *L)
 {
   eddy_reader *r = check_reader(L);
@@ -110,6 +114,10 @@ static int l_reader_next(lua_State *L)
   int rc = eddy_reader_next(r, &rec, &err);
   if (rc == EDDY_EEOF) {
     lua_pushnil(L);
+    return 1;
+  }
+  if (rc == EDDY_EAGAIN) {
+    lua_pushboolean(L, 0);
     return 1;
   }
   if (rc == EDDY_EINTR)
@@ -143,6 +151,19 @@ static int l_reader_position(lua_State *L)
   return 2;
 }
 
+/* reader:seek(offset, line): go on from a position reader:position() gave
+ * (restoring a source from a checkpoint) */
+static int l_reader_seek(lua_State *L)
+{
+  eddy_reader *r = check_reader(L);
+  lua_Integer offset = luaL_checkinteger(L, 2), line = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, offset >= 0 && line >= 0, 2, "a position is never negative");
+  eddy_err err;
+  if (eddy_reader_seek(r, (uint64_t)offset, (uint64_t)line, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  return 0;
+}
+
 /* ---- writer ---- */
 
 static int writer_gc(lua_State *L)
@@ -168,6 +189,8 @@ static int l_writer_open(lua_State *L)
   cfg.dir = luaL_checkstring(L, -1);
   lua_getfield(L, 1, "subtask");
   cfg.subtask = (int)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, 1, "transactional");
+  cfg.transactional = lua_toboolean(L, -1);
   lwriter *lw = lua_newuserdatauv(L, sizeof *lw, 0);
   lw->w = NULL;
   luaL_setmetatable(L, WRITER_MT);
@@ -207,6 +230,53 @@ static int l_writer_close(lua_State *L)
   return 0;
 }
 
+/* writer:prepare() -> the path of the in-progress file it closed, or nil */
+static int l_writer_prepare(lua_State *L)
+{
+  lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
+  if (lw->w == NULL)
+    return luaL_error(L, "the writer is closed");
+  char *path;
+  eddy_err err;
+  if (eddy_writer_prepare(lw->w, &path, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  if (path == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushstring(L, path); /* may raise (memory): path must be freed first */
+  free(path);
+  return 1;
+}
+
+/* core.writer_commit(path): makes an in-progress part file visible */
+static int l_writer_commit(lua_State *L)
+{
+  eddy_err err;
+  if (eddy_writer_commit(luaL_checkstring(L, 1), &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  return 0;
+}
+
+/* core.writer_recover(dir, subtask, {paths to keep}) */
+static int l_writer_recover(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  int subtask = (int)luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  size_t n = lua_rawlen(L, 3);
+  const char **keep = lua_newuserdatauv(L, (n ? n : 1) * sizeof *keep, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    keep[i] = luaL_checkstring(L, -1); /* stays alive: the table holds it */
+    lua_pop(L, 1);
+  }
+  eddy_err err;
+  if (eddy_writer_recover(dir, subtask, keep, n, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  return 0;
+}
+
 static int l_writer_path(lua_State *L)
 {
   lwriter *lw = luaL_checkudata(L, 1, WRITER_MT);
@@ -235,14 +305,15 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
 void eddy_open_io(lua_State *L, int ctx)
 {
   static const luaL_Reg reader_methods[] = {
-      {"close", reader_gc}, {"next", l_reader_next},
-      {"position", l_reader_position}, {"skipped", l_reader_skipped}, {NULL, NULL}};
+      {"close", reader_gc}, {"next", l_reader_next}, {"position", l_reader_position},
+      {"seek", l_reader_seek}, {"skipped", l_reader_skipped}, {NULL, NULL}};
   static const luaL_Reg writer_methods[] = {
       {"close", l_writer_close}, {"path", l_writer_path},
-      {"write", l_writer_write}, {NULL, NULL}};
+      {"prepare", l_writer_prepare}, {"write", l_writer_write}, {NULL, NULL}};
   new_type(L, READER_MT, reader_methods, reader_gc, ctx);
   new_type(L, WRITER_MT, writer_methods, writer_gc, ctx);
   static const luaL_Reg funcs[] = {
-      {"reader_open", l_reader_open}, {"writer_open", l_writer_open}, {NULL, NULL}};
+      {"reader_open", l_reader_open}, {"writer_commit", l_writer_commit},
+      {"writer_open", l_writer_open}, {"writer_recover", l_writer_recover}, {NULL, NULL}};
   eddy_lua_setfuncs(L, funcs, ctx);
 }

@@ -29,6 +29,7 @@
 
 #include "lua/binding.h"
 #include "lua/state.h"
+#include "runtime/checkpoint.h"
 #include "runtime/job.h"
 #include "state/keyed.h"
 #include "util/interrupt.h"
@@ -38,6 +39,7 @@
 
 typedef struct lvertex {
   lua_State *L;
+  eddy_binding *binding; /* for callbacks that encode */
   int open_ref;  /* the vertex's open function */
   int keyed;     /* subtasks get keyed state */
   char *name;
@@ -45,6 +47,7 @@ typedef struct lvertex {
 
 typedef struct ljob {
   eddy_job *job;
+  eddy_chk *restore; /* the checkpoint a run starts from, owned */
   lvertex **vertices;
   int nvertices;
   int running;
@@ -52,6 +55,7 @@ typedef struct ljob {
 
 typedef struct ltask {
   lua_State *L;
+  eddy_binding *binding;
   eddy_task *t;      /* NULL outside the job's run */
   eddy_keyed *keyed; /* owned by the Keyed userdata in keyed_ref */
   int keyed_ref;
@@ -59,6 +63,7 @@ typedef struct ltask {
   int handler_ref;
   int push_ref;
   int poll_ref;
+  int watermark_ref;
   int call_ref; /* the handler's call table, or LUA_NOREF */
   int64_t timestamp; /* of the record being processed */
 } ltask;
@@ -116,6 +121,63 @@ static int ref_field(lua_State *L, int idx, const char *name)
   return LUA_NOREF;
 }
 
+/* ---- restoring from a checkpoint ---- */
+
+typedef struct part_source {
+  eddy_chk_reader *r;
+  eddy_err err;
+} part_source;
+
+static int read_part(void *ud, void *buf, size_t cap, size_t *got)
+{
+  part_source *src = ud;
+  return eddy_chk_reader_read(src->r, buf, cap, got, &src->err);
+}
+
+/* The keyed state of this subtask in the checkpoint restored from. */
+static int restore_keyed(eddy_task *t, eddy_keyed *k, eddy_err *err)
+{
+  part_source src;
+  src.err.code = EDDY_OK;
+  int rc = eddy_task_restore_part(t, "keyed", &src.r, err);
+  if (rc == EDDY_ENOTFOUND)
+    return EDDY_OK;
+  if (rc != EDDY_OK)
+    return rc;
+  rc = eddy_keyed_restore(k, read_part, &src, err);
+  eddy_chk_reader_close(src.r);
+  if (rc != EDDY_OK && src.err.code != EDDY_OK)
+    eddy_err_copy(err, &src.err); /* the file's own problem says more */
+  return rc;
+}
+
+/* Pushes this subtask's restored operator states, or nil. Memory held
+ * across Lua calls lives in a userdata, so a raise cannot leak it. */
+static int push_restored(lua_State *L, eddy_task *t, eddy_err *err)
+{
+  eddy_chk_reader *r;
+  int rc = eddy_task_restore_part(t, "operators", &r, err);
+  if (rc == EDDY_ENOTFOUND) {
+    lua_pushnil(L);
+    return EDDY_OK;
+  }
+  if (rc != EDDY_OK)
+    return rc;
+  eddy_buf all = EDDY_BUF_INIT;
+  char chunk[16384];
+  size_t got;
+  while ((rc = eddy_chk_reader_read(r, chunk, sizeof chunk, &got, err)) == EDDY_OK && got > 0)
+    if (eddy_buf_append(&all, chunk, got) != EDDY_OK) {
+      rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory restoring operator state");
+      break;
+    }
+  eddy_chk_reader_close(r);
+  if (rc == EDDY_OK)
+    rc = eddy_lua_decode(L, all.data, all.len, NULL, err);
+  eddy_buf_free(&all);
+  return rc;
+}
+
 /* ---- vertex callbacks ---- */
 
 static int open_protected(lua_State *L)
@@ -130,11 +192,11 @@ static int open_protected(lua_State *L)
   lua_pushvalue(L, -1);
   lt->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+  eddy_err err;
   if (v->keyed) {
     eddy_backend_config cfg;
     eddy_task_key_groups(t, &cfg.max_parallelism, &cfg.first_key_group,
                          &cfg.last_key_group);
-    eddy_err err;
     eddy_backend *b;
     eddy_keyed **slot = eddy_lua_push_keyed(L);
     if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK)
@@ -144,16 +206,22 @@ static int open_protected(lua_State *L)
     lt->keyed = *slot;
     lua_pushvalue(L, -1);
     lt->keyed_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (restore_keyed(t, lt->keyed, &err) != EDDY_OK)
+      return eddy_lua_raise(L, &err);
   } else {
     lua_pushnil(L);
   }
+  /* the operators' restored state, by uid (nil when not restoring) */
+  if (push_restored(L, t, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
   lua_rawgeti(L, LUA_REGISTRYINDEX, v->open_ref);
-  lua_insert(L, -3);
-  lua_call(L, 2, 1);
+  lua_insert(L, -4);
+  lua_call(L, 3, 1);
   if (!lua_istable(L, -1))
     return luaL_error(L, "a vertex's open must return a handler table");
   lt->push_ref = ref_field(L, -1, "push");
   lt->poll_ref = ref_field(L, -1, "poll");
+  lt->watermark_ref = ref_field(L, -1, "watermark");
   if (lua_getfield(L, -1, "call") == LUA_TTABLE)
     lt->call_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   else
@@ -172,9 +240,10 @@ static int op_open(void *vertex_ud, eddy_task *t, void **task_ud)
   if (lt == NULL)
     return eddy_task_seterr(t, EDDY_ENOMEM, "out of memory opening %s", v->name);
   lt->L = L;
+  lt->binding = v->binding;
   lt->t = t;
   lt->keyed_ref = lt->task_ref = lt->handler_ref = LUA_NOREF;
-  lt->push_ref = lt->poll_ref = lt->call_ref = LUA_NOREF;
+  lt->push_ref = lt->poll_ref = lt->call_ref = lt->watermark_ref = LUA_NOREF;
   lt->timestamp = EDDY_NO_TIMESTAMP;
   lua_pushcfunction(L, open_protected);
   lua_pushlightuserdata(L, v);
@@ -223,6 +292,14 @@ static int process_protected(lua_State *L)
   eddy_err err;
   for (int i = 0; i < n; i++) {
     const eddy_frame *f = &frames[i];
+    if (f->kind == EDDY_FRAME_WATERMARK) {
+      if (lt->watermark_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lt->watermark_ref);
+        lua_pushinteger(L, f->timestamp);
+        lua_call(L, 1, 0);
+      }
+      continue;
+    }
     if (lt->keyed != NULL && f->key.len > 0 &&
         eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
       return eddy_lua_fail(L, "%s", eddy_keyed_errmsg(lt->keyed));
@@ -295,6 +372,7 @@ static void release_task(ltask *lt)
   luaL_unref(L, LUA_REGISTRYINDEX, lt->push_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->poll_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->call_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->watermark_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->keyed_ref); /* the keyed state dies with its userdata */
   free(lt);
 }
@@ -345,6 +423,69 @@ static int op_alarm(void *task_ud, eddy_task *t, int64_t now)
   return call_handler_with(task_ud, "alarm", now, 0);
 }
 
+/* The synchronous part of a checkpoint: the chain's operator states (a
+ * table by uid from handler.snapshot) and the keyed state, frozen. */
+static int snapshot_protected(lua_State *L)
+{
+  ltask *lt = lua_touserdata(L, 1);
+  int64_t id = lua_tointeger(L, 2);
+  eddy_snapshot *snap = lua_touserdata(L, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->handler_ref);
+  if (lua_getfield(L, -1, "snapshot") == LUA_TFUNCTION) {
+    lua_pushinteger(L, id);
+    lua_call(L, 1, 1);
+    if (!lua_isnil(L, -1)) {
+      eddy_codec *c = eddy_lua_codec(L);
+      eddy_err err;
+      eddy_buf_reset(&c->out);
+      if (eddy_lua_encode(L, -1, c, "operator state", &err) != EDDY_OK)
+        return eddy_lua_raise(L, &err);
+      if (eddy_snapshot_add_blob(snap, "operators", c->out.data, c->out.len) != EDDY_OK)
+        return eddy_lua_fail(L, "cannot snapshot the operator state");
+    }
+  }
+  if (lt->keyed != NULL) {
+    eddy_err err;
+    eddy_keyed_snapshot *ks;
+    if (eddy_keyed_snapshot_take(lt->keyed, &ks, &err) != EDDY_OK)
+      return eddy_lua_raise(L, &err);
+    if (eddy_snapshot_add_keyed(snap, "keyed", ks) != EDDY_OK)
+      return eddy_lua_fail(L, "cannot snapshot the keyed state");
+  }
+  return 0;
+}
+
+static int op_snapshot(void *task_ud, eddy_task *t, int64_t id, eddy_snapshot *snap)
+{
+  (void)t;
+  ltask *lt = task_ud;
+  lua_State *L = lt->L;
+  lua_pushlightuserdata(L, lt->binding);
+  lua_pushcclosure(L, snapshot_protected, 1); /* the codec is upvalue 1 */
+  lua_pushlightuserdata(L, lt);
+  lua_pushinteger(L, id);
+  lua_pushlightuserdata(L, snap);
+  return pcall_task(lt, 3, 0);
+}
+
+static int op_notify(void *task_ud, eddy_task *t, int64_t id, int completed)
+{
+  (void)t;
+  ltask *lt = task_ud;
+  lua_State *L = lt->L;
+  if (lt->handler_ref == LUA_NOREF)
+    return EDDY_OK;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lt->handler_ref);
+  if (lua_getfield(L, -1, "notify") != LUA_TFUNCTION) {
+    lua_pop(L, 2);
+    return EDDY_OK;
+  }
+  lua_remove(L, -2);
+  lua_pushinteger(L, id);
+  lua_pushboolean(L, completed);
+  return pcall_task(lt, 2, 0);
+}
+
 static const eddy_vertex_ops lua_vertex_ops = {
     .open = op_open,
     .poll = op_poll,
@@ -352,6 +493,8 @@ static const eddy_vertex_ops lua_vertex_ops = {
     .watermark = op_watermark,
     .status = op_status,
     .alarm = op_alarm,
+    .snapshot = op_snapshot,
+    .notify = op_notify,
     .finish = op_finish,
     .close = op_close,
 };
@@ -540,6 +683,8 @@ static int job_gc(lua_State *L)
     return 0; /* __close during a run that raised: the run cleans up */
   eddy_job_free(j->job);
   j->job = NULL;
+  eddy_chk_close(j->restore);
+  j->restore = NULL;
   for (int i = 0; i < j->nvertices; i++) {
     luaL_unref(L, LUA_REGISTRYINDEX, j->vertices[i]->open_ref);
     free(j->vertices[i]->name);
@@ -596,11 +741,15 @@ static int l_job_add_vertex(lua_State *L)
     return luaL_error(L, "out of memory adding a vertex");
   }
   v->L = L;
+  v->binding = eddy_lua_binding(L);
   v->keyed = keyed;
   v->open_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops open */
   j->vertices[j->nvertices++] = v;
 
   eddy_vertex_config cfg;
+  lua_getfield(L, 2, "uid");
+  cfg.uid = luaL_optstring(L, -1, NULL);
+  lua_pop(L, 1); /* the table keeps the string alive */
   cfg.name = name;
   cfg.parallelism = opt_int_field(L, 2, "parallelism", 1);
   cfg.max_parallelism = opt_int_field(L, 2, "max_parallelism", 128);
@@ -630,6 +779,118 @@ static int l_job_connect(lua_State *L)
   lua_pushinteger(L, out);
   lua_pushinteger(L, in + 1);
   return 2;
+}
+
+static lua_Integer int_field(lua_State *L, int idx, const char *name, lua_Integer def)
+{
+  lua_getfield(L, idx, name);
+  lua_Integer v = luaL_optinteger(L, -1, def);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* job:enable_checkpoints{interval =, timeout =, min_pause =, max_concurrent =,
+ * mode = "exactly_once" | "at_least_once", unaligned =, aligned_timeout =,
+ * tolerable_failures =, retained =, dir =, job_id =, name =, compression =,
+ * level =, next_id =, trace = boolean} (durations in ms, already
+ * validated by eddy.config) */
+static int l_job_enable_checkpoints(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  eddy_checkpoint_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.interval = int_field(L, 2, "interval", 0);
+  cfg.timeout = int_field(L, 2, "timeout", 600000);
+  cfg.min_pause = int_field(L, 2, "min_pause", 0);
+  cfg.max_concurrent = (int)int_field(L, 2, "max_concurrent", 1);
+  cfg.aligned_timeout = int_field(L, 2, "aligned_timeout", 0);
+  cfg.tolerable_failures = (int)int_field(L, 2, "tolerable_failures", 0);
+  cfg.retained = (int)int_field(L, 2, "retained", 1);
+  cfg.level = (int)int_field(L, 2, "level", 1);
+  cfg.next_id = int_field(L, 2, "next_id", 1);
+  lua_getfield(L, 2, "mode");
+  cfg.mode = strcmp(luaL_optstring(L, -1, "exactly_once"), "at_least_once") == 0
+                 ? EDDY_CKPT_AT_LEAST_ONCE
+                 : EDDY_CKPT_EXACTLY_ONCE;
+  lua_getfield(L, 2, "unaligned");
+  cfg.unaligned = lua_toboolean(L, -1);
+  lua_getfield(L, 2, "dir");
+  cfg.dir = luaL_checkstring(L, -1);
+  lua_getfield(L, 2, "job_id");
+  cfg.job_id = luaL_checkstring(L, -1);
+  lua_getfield(L, 2, "compression");
+  cfg.compression = luaL_optstring(L, -1, "zstd");
+  lua_getfield(L, 2, "trace");
+  cfg.trace = lua_toboolean(L, -1) ? stderr : NULL;
+  lua_getfield(L, 2, "name");
+  cfg.job_name = luaL_optstring(L, -1, NULL);
+  int rc = eddy_job_enable_checkpoints(j->job, &cfg);
+  lua_pop(L, 7);
+  if (rc != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
+  return 0;
+}
+
+/* job:restore(path): the next run starts from this completed checkpoint */
+static int l_job_restore(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  eddy_err err;
+  eddy_chk *c;
+  if (eddy_chk_open(path, &c, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  eddy_chk_close(j->restore);
+  j->restore = c;
+  if (eddy_job_restore(j->job, c) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
+  return 0;
+}
+
+/* job:checkpoints() -> { {id =, status =, triggered =, duration_ms =,
+ * sync_ms =, alignment_ms =, bytes =, path =, failure =}, ... } */
+static int l_job_checkpoints(lua_State *L)
+{
+  static const char *const status[] = {"pending", "completed", "failed"};
+  ljob *j = check_job(L, 1);
+  int n = eddy_job_checkpoint_count(j->job);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    eddy_ckpt_info info;
+    eddy_job_checkpoint_info(j->job, i, &info);
+    lua_createtable(L, 0, 9);
+    lua_pushinteger(L, info.id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, status[info.status]);
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, info.triggered);
+    lua_setfield(L, -2, "triggered");
+    lua_pushnumber(L, info.duration_ms);
+    lua_setfield(L, -2, "duration_ms");
+    lua_pushnumber(L, info.sync_ms);
+    lua_setfield(L, -2, "sync_ms");
+    lua_pushnumber(L, info.alignment_ms);
+    lua_setfield(L, -2, "alignment_ms");
+    lua_pushinteger(L, (lua_Integer)info.bytes);
+    lua_setfield(L, -2, "bytes");
+    if (info.path) {
+      lua_pushstring(L, info.path);
+      lua_setfield(L, -2, "path");
+    }
+    if (info.failure) {
+      lua_pushstring(L, info.failure);
+      lua_setfield(L, -2, "failure");
+    }
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int l_job_next_checkpoint_id(lua_State *L)
+{
+  lua_pushinteger(L, eddy_job_next_checkpoint_id(check_job(L, 1)->job));
+  return 1;
 }
 
 /* job:use_manual_clock(start) */
@@ -687,7 +948,9 @@ void eddy_open_job(lua_State *L, int ctx)
 {
   static const luaL_Reg job_meta[] = {{"__close", job_gc}, {"__gc", job_gc}, {NULL, NULL}};
   static const luaL_Reg job_methods[] = {
-      {"add_vertex", l_job_add_vertex}, {"connect", l_job_connect},
+      {"add_vertex", l_job_add_vertex}, {"checkpoints", l_job_checkpoints},
+      {"connect", l_job_connect}, {"enable_checkpoints", l_job_enable_checkpoints},
+      {"next_checkpoint_id", l_job_next_checkpoint_id}, {"restore", l_job_restore},
       {"run", l_job_run}, {"stats", l_job_stats},
       {"use_manual_clock", l_job_use_manual_clock}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {

@@ -7,6 +7,7 @@
  * small and no record costs an allocation.
  */
 #include "runtime/job.h"
+#include "runtime/job_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,101 +18,16 @@
 #include "state/keygroup.h"
 #include "util/interrupt.h"
 
-/* Records a source subtask emits per round of the inline executor, and
- * records handed to a consumer's callback at once: large enough to amortise
- * the call, small enough to keep channels short. */
-#define INLINE_BATCH 256
-
-typedef struct frame_header {
-  int64_t timestamp;
-  int32_t key_group;
-  uint32_t key_len;
-  uint32_t value_len;
-  uint8_t kind;
-} frame_header;
-
-typedef struct channel {
-  eddy_buf data;
-  size_t read;
-  int input; /* the consumer's input index */
-  int ended;
-  /* the consumer's watermark valve: this channel's state */
-  int64_t watermark;
-  int idle;
-  int aligned; /* counts towards the minimum (caught up and active) */
-} channel;
-
-typedef struct task_output {
-  eddy_partitioning part;
-  channel **channels; /* indexed by consumer subtask */
-  int nchannels;
-  int next; /* round-robin position */
-  int consumer_max_parallelism;
-} task_output;
-
-struct eddy_task {
-  eddy_job *job;
-  int vertex;
-  int index;
-  void *ud;
-  int opened;
-  int finished;
-  channel **inputs;
-  int ninputs;
-  int ended_inputs;
-  int next_input; /* round-robin position */
-  task_output *outputs;
-  int noutputs;
-  eddy_frame *batch; /* INLINE_BATCH frames being handed to process */
-  int64_t watermark; /* the valve's last output */
-  int idle;          /* every input is idle */
-  int64_t wake_at;   /* processing-time alarm, EDDY_NEVER if none */
-  int64_t wait_until; /* sources: no poll before this processing time */
-  eddy_task_stats stats;
-  eddy_err emit_err; /* why the last eddy_task_emit failed */
-};
-
-typedef struct vertex {
-  char *name;
-  int parallelism;
-  int max_parallelism;
-  int is_source;
-  const eddy_vertex_ops *ops;
-  void *ud;
-  eddy_task *tasks;
-  int ninputs;
-  int noutputs;
-} vertex;
-
-typedef struct edge {
-  int from, to;
-  eddy_partitioning part;
-  int output, input;
-} edge;
-
-struct eddy_job {
-  eddy_task *running; /* whose callback runs now: only it may emit */
-  int manual_clock;
-  int64_t clock; /* processing time of the manual clock */
-  vertex *vertices;
-  int nvertices;
-  edge *edges;
-  int nedges;
-  channel **channels; /* every channel, for freeing */
-  size_t nchannels;
-  int ran;
-  eddy_err err;
-};
-
 /* Runs one callback of subtask t, marking it as the one that may emit:
  * a `out` kept by a user function and called from another operator (or
  * after the job) must not write into channels another subtask is reading. */
-static int called(eddy_job *job, int rc)
+int job_called(eddy_job *job, int rc)
 {
   job->running = NULL;
   return rc;
 }
-#define CALL(job, t, expr) ((job)->running = (t), called((job), (expr)))
+
+vertex *job_vertex_of(const eddy_task *t) { return &t->job->vertices[t->vertex]; }
 
 int eddy_job_new(eddy_job **out, eddy_err *err)
 {
@@ -130,6 +46,8 @@ static void free_tasks(vertex *v)
     eddy_task *t = &v->tasks[i];
     free(t->inputs);
     free(t->batch);
+    eddy_buf_free(&t->channel_state);
+    ckpt_task_free(t);
     for (int o = 0; o < t->noutputs; o++)
       free(t->outputs[o].channels);
     free(t->outputs);
@@ -142,9 +60,11 @@ void eddy_job_free(eddy_job *job)
 {
   if (job == NULL)
     return;
+  ckpt_free(job);
   for (int i = 0; i < job->nvertices; i++) {
     free_tasks(&job->vertices[i]);
     free(job->vertices[i].name);
+    free(job->vertices[i].uid);
   }
   for (size_t i = 0; i < job->nchannels; i++) {
     eddy_buf_free(&job->channels[i]->data);
@@ -177,6 +97,12 @@ int eddy_job_add_vertex(eddy_job *job, const eddy_vertex_config *cfg, int *id)
   memset(v, 0, sizeof *v);
   if ((v->name = strdup(name)) == NULL)
     return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory adding %s", name);
+  char uid[32];
+  snprintf(uid, sizeof uid, "v%d", job->nvertices);
+  if ((v->uid = strdup(cfg->uid ? cfg->uid : uid)) == NULL) {
+    free(v->name);
+    return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory adding %s", name);
+  }
   v->parallelism = cfg->parallelism;
   v->max_parallelism = cfg->max_parallelism;
   v->is_source = cfg->is_source;
@@ -277,6 +203,8 @@ static int build_tasks(eddy_job *job)
         ch->input = e->input;
         ch->watermark = EDDY_MIN_WATERMARK;
         ch->aligned = 1;
+        ch->producer_vertex = e->from;
+        ch->producer_index = p;
         src->tasks[p].outputs[e->output].channels[c] = ch;
         eddy_task *consumer = &dst->tasks[c];
         channel **ins = realloc(consumer->inputs,
@@ -293,7 +221,7 @@ oom:
   return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory building the job's subtasks");
 }
 
-static int channel_push(eddy_err *err, channel *ch, eddy_frame_kind kind,
+int job_channel_push(eddy_err *err, channel *ch, eddy_frame_kind kind,
                         int64_t ts, int kg, const void *key, size_t klen,
                         const void *val, size_t vlen)
 {
@@ -305,14 +233,30 @@ static int channel_push(eddy_err *err, channel *ch, eddy_frame_kind kind,
   eddy_buf_append(&ch->data, &h, sizeof h);
   eddy_buf_append(&ch->data, key, klen);
   eddy_buf_append(&ch->data, val, vlen);
+  ch->frames++;
   return EDDY_OK;
 }
 
-static int channel_has_frame(const channel *ch) { return ch->read < ch->data.len; }
+/* A blocked channel (aligned checkpoint) holds its frames back; a barrier
+ * that jumped the queue (unaligned) comes first. */
+static int channel_has_frame(const channel *ch)
+{
+  return ch->priority != 0 || (!ch->blocked && ch->read < ch->data.len);
+}
 
 static void channel_pop(channel *ch, eddy_frame *f)
 {
+  if (ch->priority != 0) {
+    memset(f, 0, sizeof *f);
+    f->kind = EDDY_FRAME_BARRIER;
+    f->input = ch->input;
+    f->timestamp = ch->priority;
+    f->key_group = 1; /* it jumped the queue: see checkpoint.c */
+    ch->priority = 0;
+    return;
+  }
   frame_header h;
+  ch->frames--;
   memcpy(&h, ch->data.data + ch->read, sizeof h);
   const unsigned char *p = ch->data.data + ch->read + sizeof h;
   f->kind = (eddy_frame_kind)h.kind;
@@ -367,7 +311,7 @@ int eddy_task_emit(eddy_task *t, int output, int64_t ts, const void *key,
   int kg = -1;
   switch (o->part) {
   case EDDY_PART_FORWARD:
-    rc = channel_push(err, o->channels[t->index], EDDY_FRAME_RECORD, ts, -1, NULL, 0,
+    rc = job_channel_push(err, o->channels[t->index], EDDY_FRAME_RECORD, ts, -1, NULL, 0,
                       value, value_len);
     break;
   case EDDY_PART_KEYED:
@@ -376,7 +320,7 @@ int eddy_task_emit(eddy_task *t, int output, int64_t ts, const void *key,
       return eddy_seterr(err, rc, "a record's key must not be nil");
     if (rc != EDDY_OK)
       return eddy_seterr(err, rc, "a record's key is not a complete value");
-    rc = channel_push(err,
+    rc = job_channel_push(err,
                       o->channels[eddy_operator_index(kg, o->consumer_max_parallelism,
                                                       o->nchannels)],
                       EDDY_FRAME_RECORD, ts, kg, key, key_len, value, value_len);
@@ -384,12 +328,12 @@ int eddy_task_emit(eddy_task *t, int output, int64_t ts, const void *key,
   case EDDY_PART_REBALANCE: {
     channel *ch = o->channels[o->next];
     o->next = (o->next + 1) % o->nchannels;
-    rc = channel_push(err, ch, EDDY_FRAME_RECORD, ts, -1, NULL, 0, value, value_len);
+    rc = job_channel_push(err, ch, EDDY_FRAME_RECORD, ts, -1, NULL, 0, value, value_len);
     break;
   }
   case EDDY_PART_BROADCAST:
     for (int c = 0; c < o->nchannels && rc == EDDY_OK; c++)
-      rc = channel_push(err, o->channels[c], EDDY_FRAME_RECORD, ts, -1, NULL, 0, value,
+      rc = job_channel_push(err, o->channels[c], EDDY_FRAME_RECORD, ts, -1, NULL, 0, value,
                         value_len);
     break;
   default:
@@ -418,7 +362,7 @@ static int emit_control(eddy_task *t, int output, eddy_frame_kind kind, int64_t 
     for (int c = 0; c < out->nchannels; c++) {
       if (out->channels[c] == NULL)
         continue;
-      if ((rc = channel_push(&t->emit_err, out->channels[c], kind, ts, -1, NULL, 0, NULL, 0)) != EDDY_OK)
+      if ((rc = job_channel_push(&t->emit_err, out->channels[c], kind, ts, -1, NULL, 0, NULL, 0)) != EDDY_OK)
         return rc;
     }
   }
@@ -522,8 +466,7 @@ int eddy_job_task_stats(const eddy_job *job, int vi, int index, eddy_task_stats 
   return EDDY_OK;
 }
 
-/* A callback failed: make sure the job carries a message. */
-static int fail(eddy_job *job, eddy_task *t, int rc, const char *what)
+int job_fail(eddy_job *job, eddy_task *t, int rc, const char *what)
 {
   if (job->err.code == EDDY_OK)
     eddy_seterr(&job->err, rc, "%s (subtask %d): %s failed: %s",
@@ -534,24 +477,29 @@ static int fail(eddy_job *job, eddy_task *t, int rc, const char *what)
 /* End of a subtask's input: let it emit its last records, then tell every
  * consumer that this producer is done. */
 static int advance_watermark(eddy_job *job, eddy_task *t, int64_t wm);
+static int change_status(eddy_job *job, eddy_task *t, int idle);
 
 static int finish_task(eddy_job *job, eddy_task *t)
 {
   vertex *v = &job->vertices[t->vertex];
   int rc;
   /* A bounded source's end is the end of event time (Flink's sources emit
-   * MAX_WATERMARK when they finish); other subtasks got it from their
-   * inputs already. */
-  if (v->is_source && (rc = advance_watermark(job, t, EDDY_MAX_WATERMARK)) != EDDY_OK)
+   * MAX_WATERMARK when they finish); for other subtasks every input has
+   * ended, which is the same (and covers inputs that ended idle). */
+  if (t->idle && (rc = change_status(job, t, 0)) != EDDY_OK)
+    return rc;
+  if ((rc = advance_watermark(job, t, EDDY_MAX_WATERMARK)) != EDDY_OK)
     return rc;
   if (v->ops->finish && (rc = CALL(job, t, v->ops->finish(t->ud, t))) != EDDY_OK)
-    return fail(job, t, rc, "finish");
+    return job_fail(job, t, rc, "finish");
+  if ((rc = ckpt_task_finishing(job, t)) != EDDY_OK)
+    return rc;
   for (int o = 0; o < t->noutputs; o++) {
     task_output *out = &t->outputs[o];
     for (int c = 0; c < out->nchannels; c++) {
       if (out->channels[c] == NULL)
         continue;
-      if ((rc = channel_push(&job->err, out->channels[c], EDDY_FRAME_END,
+      if ((rc = job_channel_push(&job->err, out->channels[c], EDDY_FRAME_END,
                              EDDY_NO_TIMESTAMP, -1, NULL, 0, NULL, 0)) != EDDY_OK)
         return rc;
     }
@@ -574,7 +522,7 @@ static int advance_watermark(eddy_job *job, eddy_task *t, int64_t wm)
              ? EDDY_OK
              : eddy_seterr(&job->err, EDDY_ENOMEM, "%s", t->emit_err.msg);
   else if ((rc = CALL(job, t, v->ops->watermark(t->ud, t, wm))) != EDDY_OK)
-    rc = fail(job, t, rc, "watermark");
+    rc = job_fail(job, t, rc, "watermark");
   return rc;
 }
 
@@ -587,7 +535,7 @@ static int change_status(eddy_job *job, eddy_task *t, int idle)
                ? EDDY_OK
                : eddy_seterr(&job->err, EDDY_ENOMEM, "%s", t->emit_err.msg);
   int rc = CALL(job, t, v->ops->status(t->ud, t, idle));
-  return rc == EDDY_OK ? rc : fail(job, t, rc, "status");
+  return rc == EDDY_OK ? rc : job_fail(job, t, rc, "status");
 }
 
 /* The minimum over aligned channels, if it moves the output forward. */
@@ -616,6 +564,31 @@ static int valve_watermark(eddy_job *job, eddy_task *t, channel *ch, int64_t wm)
   if (!ch->aligned && wm >= t->watermark)
     ch->aligned = 1;
   return valve_emit_min(job, t);
+}
+
+/* valve_watermark for a watermark that stays in its batch: the valve's new
+ * output, if it moved, in *out (and as the subtask's watermark). */
+static int valve_take(eddy_task *t, channel *ch, int64_t wm, int64_t *out)
+{
+  if (t->idle || ch->idle || wm <= ch->watermark)
+    return 0;
+  ch->watermark = wm;
+  if (!ch->aligned && wm >= t->watermark)
+    ch->aligned = 1;
+  int found = 0;
+  int64_t min = EDDY_MAX_WATERMARK;
+  for (int i = 0; i < t->ninputs; i++) {
+    channel *c = t->inputs[i];
+    if (!c->idle && c->aligned) {
+      found = 1;
+      if (c->watermark < min)
+        min = c->watermark;
+    }
+  }
+  if (!found || min <= t->watermark)
+    return 0;
+  t->watermark = *out = min;
+  return 1;
 }
 
 /* Flink's StatusWatermarkValve.inputWatermarkStatus. */
@@ -656,7 +629,10 @@ static int valve_status(eddy_job *job, eddy_task *t, channel *ch, int idle)
 
 static int control_frame(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f)
 {
+  int rc;
   switch (f->kind) {
+  case EDDY_FRAME_BARRIER:
+    return ckpt_barrier(job, t, ch, f);
   case EDDY_FRAME_WATERMARK:
     return valve_watermark(job, t, ch, f->timestamp);
   case EDDY_FRAME_IDLE:
@@ -666,14 +642,17 @@ static int control_frame(eddy_job *job, eddy_task *t, channel *ch, const eddy_fr
   case EDDY_FRAME_END:
     ch->ended = 1;
     t->ended_inputs++;
+    if ((rc = ckpt_input_ended(job, t, ch)) != EDDY_OK)
+      return rc;
     /* A finished producer holds nothing back (it sent the maximum
-     * watermark before, as Flink's sources do; this covers any that did
-     * not). */
+     * watermark before, as Flink's sources do; this covers one that went
+     * idle first, whose maximum the valve ignored). */
     if (ch->idle) {
       ch->idle = 0;
-      ch->aligned = ch->watermark >= t->watermark;
+      if (t->idle && (rc = change_status(job, t, 0)) != EDDY_OK)
+        return rc;
     }
-    if (ch->watermark < EDDY_MAX_WATERMARK && !t->idle) {
+    if (ch->watermark < EDDY_MAX_WATERMARK) {
       ch->watermark = EDDY_MAX_WATERMARK;
       ch->aligned = 1;
       return valve_emit_min(job, t);
@@ -696,7 +675,7 @@ static int drain_task(eddy_job *job, eddy_task *t, int *progress)
   vertex *v = &job->vertices[t->vertex];
   int idle = 0;
   while (idle < t->ninputs) {
-    int n = 0;
+    int n = 0, records = 0;
     eddy_frame control = {0};
     channel *control_ch = NULL;
     idle = 0;
@@ -710,8 +689,23 @@ static int drain_task(eddy_job *job, eddy_task *t, int *progress)
       idle = 0;
       eddy_frame *f = &t->batch[n];
       channel_pop(ch, f);
+      if (ch->recording != 0) {
+        int rc = ckpt_record(job, t, ch, f);
+        if (rc != EDDY_OK)
+          return rc;
+      }
       if (f->kind == EDDY_FRAME_RECORD) {
         n++;
+        records++;
+      } else if (f->kind == EDDY_FRAME_WATERMARK && v->ops->watermark != NULL) {
+        /* With a watermark after every record (eddy's default), ending the
+         * batch at each would hand records over one by one: the valve's
+         * advance rides in the batch instead, in order. */
+        int64_t wm;
+        if (valve_take(t, ch, f->timestamp, &wm)) {
+          f->timestamp = wm;
+          n++;
+        }
       } else {
         control = *f;
         control_ch = ch;
@@ -721,9 +715,9 @@ static int drain_task(eddy_job *job, eddy_task *t, int *progress)
     int rc = EDDY_OK;
     if (n > 0) {
       *progress = 1;
-      t->stats.records_in += (uint64_t)n;
+      t->stats.records_in += (uint64_t)records;
       if ((rc = CALL(job, t, v->ops->process(t->ud, t, t->batch, n))) != EDDY_OK)
-        rc = fail(job, t, rc, "process");
+        rc = job_fail(job, t, rc, "process");
     }
     if (rc == EDDY_OK && control_ch != NULL) {
       *progress = 1;
@@ -766,33 +760,41 @@ static int run_inline(eddy_job *job)
       return eddy_seterr(&job->err, EDDY_EINTR, "interrupted");
     int64_t now = job_now(job);
     int running = 0, progress = 0;
-    for (int vi = 0; vi < job->nvertices; vi++) {
-      vertex *v = &job->vertices[vi];
-      for (int i = 0; i < v->parallelism; i++) {
-        eddy_task *t = &v->tasks[i];
-        if (t->finished)
-          continue;
-        if (t->wake_at <= now && v->ops->alarm) {
-          t->wake_at = EDDY_NEVER;
-          progress = 1;
-          if ((rc = CALL(job, t, v->ops->alarm(t->ud, t, now))) != EDDY_OK)
-            return fail(job, t, rc, "processing-time timers");
-        }
-        if (v->is_source) {
-          if (t->wait_until <= now) {
-            int finished = 0;
-            uint64_t before = t->stats.records_out;
-            if ((rc = CALL(job, t, v->ops->poll(t->ud, t, INLINE_BATCH, &finished))) != EDDY_OK)
-              return fail(job, t, rc, "poll");
-            if (finished && (rc = finish_task(job, t)) != EDDY_OK)
-              return rc;
-            if (finished || t->stats.records_out != before)
+    /* A round: due alarms and the sources' polls, then the coordinator,
+     * then every other subtask drains its inputs. Triggering between the
+     * two puts barriers behind the records just read, so they travel
+     * through queues as they do when operators lag behind their sources. */
+    for (int pass = 0; pass < 2; pass++) {
+      if (pass == 1 && job->ckpt != NULL && (rc = ckpt_tick(job, now, &progress)) != EDDY_OK)
+        return rc;
+      for (int vi = 0; vi < job->nvertices; vi++) {
+        vertex *v = &job->vertices[vi];
+        for (int i = 0; i < v->parallelism; i++) {
+          eddy_task *t = &v->tasks[i];
+          if (t->finished)
+            continue;
+          if (pass == 0) {
+            if (t->wake_at <= now && v->ops->alarm) {
+              t->wake_at = EDDY_NEVER;
               progress = 1;
+              if ((rc = CALL(job, t, v->ops->alarm(t->ud, t, now))) != EDDY_OK)
+                return job_fail(job, t, rc, "processing-time timers");
+            }
+            if (v->is_source && t->wait_until <= now) {
+              int finished = 0;
+              uint64_t before = t->stats.records_out;
+              if ((rc = CALL(job, t, v->ops->poll(t->ud, t, INLINE_BATCH, &finished))) != EDDY_OK)
+                return job_fail(job, t, rc, "poll");
+              if (finished && (rc = finish_task(job, t)) != EDDY_OK)
+                return rc;
+              if (finished || t->stats.records_out != before)
+                progress = 1;
+            }
+          } else if (!v->is_source && (rc = drain_task(job, t, &progress)) != EDDY_OK) {
+            return rc;
           }
-        } else if ((rc = drain_task(job, t, &progress)) != EDDY_OK) {
-          return rc;
+          running += pass == 1 && !t->finished;
         }
-        running += !t->finished;
       }
     }
     if (running == 0)
@@ -800,7 +802,7 @@ static int run_inline(eddy_job *job)
     if (progress)
       continue;
     /* Nothing could move: everyone waits for processing time. */
-    int64_t next = EDDY_NEVER;
+    int64_t next = job->ckpt != NULL ? ckpt_next_wakeup(job) : EDDY_NEVER;
     for (int vi = 0; vi < job->nvertices; vi++) {
       vertex *v = &job->vertices[vi];
       for (int i = 0; i < v->parallelism; i++) {
@@ -842,13 +844,35 @@ int eddy_job_run(eddy_job *job)
     for (int i = 0; rc == EDDY_OK && i < v->parallelism; i++) {
       eddy_task *t = &v->tasks[i];
       if (v->ops->open && (rc = CALL(job, t, v->ops->open(v->ud, t, &t->ud))) != EDDY_OK)
-        rc = fail(job, t, rc, "open");
-      else
+        rc = job_fail(job, t, rc, "open");
+      else {
         t->opened = 1;
+        rc = ckpt_task_opened(job, t);
+      }
     }
+  }
+  /* What a restored checkpoint saw finished stays so: a finished source
+   * does not read its input again. */
+  for (int vi = 0; rc == EDDY_OK && vi < job->nvertices; vi++) {
+    vertex *v = &job->vertices[vi];
+    for (int i = 0; rc == EDDY_OK && i < v->parallelism; i++)
+      if (v->tasks[i].restored_finished)
+        rc = finish_task(job, &v->tasks[i]);
   }
   if (rc == EDDY_OK)
     rc = run_inline(job);
+  /* The end of the input is final: what transactional sinks prepared
+   * since the last checkpoint is committed. */
+  for (int vi = 0; rc == EDDY_OK && vi < job->nvertices; vi++) {
+    vertex *v = &job->vertices[vi];
+    for (int i = 0; rc == EDDY_OK && i < v->parallelism; i++) {
+      eddy_task *t = &v->tasks[i];
+      if (t->opened && v->ops->notify &&
+          (rc = CALL(job, t, v->ops->notify(t->ud, t, EDDY_JOB_FINISHED, 1))) != EDDY_OK)
+        rc = job_fail(job, t, rc, "checkpoint notification");
+    }
+  }
+  ckpt_shutdown(job);
   /* Close in reverse graph order, so sinks close before their sources. */
   for (int vi = job->nvertices - 1; vi >= 0; vi--) {
     vertex *v = &job->vertices[vi];
@@ -859,7 +883,7 @@ int eddy_job_run(eddy_job *job)
       if (t->opened && v->ops->close) {
         int crc = CALL(job, t, v->ops->close(t->ud, t));
         if (rc == EDDY_OK && crc != EDDY_OK)
-          rc = fail(job, t, crc, "close");
+          rc = job_fail(job, t, crc, "close");
       }
       t->opened = 0;
     }

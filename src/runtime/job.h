@@ -45,6 +45,7 @@
 
 typedef struct eddy_job eddy_job;
 typedef struct eddy_task eddy_task;
+typedef struct eddy_snapshot eddy_snapshot; /* runtime/checkpoint.h */
 
 typedef enum eddy_partitioning {
   EDDY_PART_FORWARD,   /* subtask i -> subtask i; equal parallelism */
@@ -58,6 +59,7 @@ typedef enum eddy_frame_kind {
   EDDY_FRAME_WATERMARK, /* timestamp is the watermark */
   EDDY_FRAME_IDLE,      /* the producer will send no records for a while */
   EDDY_FRAME_ACTIVE,    /* it sends records again */
+  EDDY_FRAME_BARRIER,   /* checkpoint barrier (runtime/checkpoint.h) */
   EDDY_FRAME_END        /* the producer subtask has finished */
 } eddy_frame_kind;
 
@@ -77,15 +79,19 @@ typedef struct eddy_frame {
  * EDDY_OK or an error code after writing the message with
  * eddy_task_seterr(). task_ud is what open stored.
  */
+#define EDDY_JOB_FINISHED INT64_MAX
+
 typedef struct eddy_vertex_ops {
   int (*open)(void *vertex_ud, eddy_task *task, void **task_ud);
   /* Sources: emit up to budget records; set *finished at the end of input.
    * A source whose next record is due later calls eddy_task_wait_until()
    * and returns. */
   int (*poll)(void *task_ud, eddy_task *task, int budget, int *finished);
-  /* Non-sources: n >= 1 record frames in arrival order. Handing over a
-   * batch lets a callback pay its fixed cost (entering Lua) once for many
-   * records. */
+  /* Non-sources: n >= 1 frames in arrival order: records, and (when the
+   * vertex has a watermark callback) EDDY_FRAME_WATERMARK frames saying
+   * the subtask's event time moved to their timestamp, to be handled as
+   * the watermark callback would. Handing over a batch lets a callback pay
+   * its fixed cost (entering Lua) once for many records. */
   int (*process)(void *task_ud, eddy_task *task, const eddy_frame *frames, int n);
   /* The subtask's event time advanced to wm: fire event-time timers and
    * forward the watermark (eddy_task_emit_watermark). Sources get the
@@ -95,6 +101,14 @@ typedef struct eddy_vertex_ops {
   int (*status)(void *task_ud, eddy_task *task, int idle);
   /* The alarm set with eddy_task_wake_at() is due: processing time is now. */
   int (*alarm)(void *task_ud, eddy_task *task, int64_t now);
+  /* Checkpoint id: the synchronous part of the subtask's snapshot; add
+   * its state to s (runtime/checkpoint.h). Optional: without it the
+   * subtask has no state. */
+  int (*snapshot)(void *task_ud, eddy_task *task, int64_t id, eddy_snapshot *s);
+  /* Checkpoint id completed (completed = 1) or was given up (0). When the
+   * whole job has finished its input, id is EDDY_JOB_FINISHED: everything
+   * is final. A finished subtask is still told. */
+  int (*notify)(void *task_ud, eddy_task *task, int64_t id, int completed);
   /* Every input has ended (or the source finished): a last chance to emit. */
   int (*finish)(void *task_ud, eddy_task *task);
   /* Called once for every opened subtask, after success or failure; an
@@ -104,6 +118,8 @@ typedef struct eddy_vertex_ops {
 
 typedef struct eddy_vertex_config {
   const char *name;    /* for messages and metrics; copied */
+  const char *uid;     /* names its files in checkpoints; copied; NULL:
+                          "v<index>" */
   int parallelism;     /* >= 1 */
   int max_parallelism; /* number of key groups of its keyed inputs and state */
   int is_source;

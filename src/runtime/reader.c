@@ -31,6 +31,7 @@ struct eddy_reader {
   eddy_format_kind format;
   size_t max_line;
   int skip_errors;
+  int nonblocking;
   eddy_decoder *dec;
 
   /* bytes read and not yet consumed are buf[head, tail) */
@@ -110,6 +111,7 @@ int eddy_reader_open(const eddy_reader_config *cfg, eddy_reader **out,
   r->csv = cfg->csv;
   r->max_line = cfg->max_line ? cfg->max_line : EDDY_READER_MAX_LINE;
   r->skip_errors = cfg->skip_errors;
+  r->nonblocking = cfg->nonblocking;
   eddy_buf_init(&r->out);
 
   if (cfg->fd >= 0) {
@@ -183,6 +185,15 @@ static int fill(eddy_reader *r, eddy_err *err)
     r->cap = cap;
   }
   for (;;) {
+    if (r->nonblocking) {
+      /* a pipe that may stay quiet (tail -f): let the job go on meanwhile */
+      struct pollfd pfd = {r->fd, POLLIN, 0};
+      int ready = poll(&pfd, 1, 0);
+      if (ready == 0)
+        return EDDY_EAGAIN;
+      if (ready < 0 && errno != EINTR)
+        return eddy_seterr(err, EDDY_EIO, "%s: %s", r->name, strerror(errno));
+    }
     ssize_t n = read(r->fd, r->buf + r->tail, r->cap - r->tail);
     if (n > 0) {
       r->tail += (size_t)n;

@@ -36,6 +36,8 @@ typedef struct eddy_reader_config {
   size_t max_line;         /* longest line in bytes (without its newline);
                               0: EDDY_READER_MAX_LINE */
   int skip_errors;         /* skip and count malformed records */
+  int nonblocking;         /* with nothing to read yet, next returns
+                              EDDY_EAGAIN instead of waiting */
 } eddy_reader_config;
 
 /* fd -1, no path, jsonl, CSV defaults, max_line 64 MiB, errors stop. */

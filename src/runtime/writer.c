@@ -23,6 +23,7 @@
 struct eddy_writer {
   char *dir;
   int subtask;
+  int transactional;
   size_t buffer_size;
   eddy_encoder *enc;
   eddy_buf buf;  /* encoded, not yet written */
@@ -100,6 +101,7 @@ int eddy_writer_open(const eddy_writer_config *cfg, eddy_writer **out,
   }
   w->fd = -1;
   w->subtask = cfg->subtask;
+  w->transactional = cfg->transactional;
   w->buffer_size = cfg->buffer_size ? cfg->buffer_size : DEFAULT_BUFFER;
   eddy_buf_init(&w->buf);
   if ((rc = eddy_format_encoder_new(cfg->format, &cfg->csv, &w->enc, err)) !=
@@ -164,8 +166,8 @@ static int set_path(eddy_writer *w, eddy_err *err)
   char *p = malloc(n);
   if (p == NULL)
     return eddy_seterr(err, EDDY_ENOMEM, "out of memory");
-  snprintf(p, n, "%s%spart-%d-%" PRIu64, w->dir,
-           w->dir[strlen(w->dir) - 1] == '/' ? "" : "/", w->subtask, w->seq);
+  snprintf(p, n, w->transactional ? "%s%s.part-%d-%" PRIu64 ".inprogress" : "%s%spart-%d-%" PRIu64,
+           w->dir, w->dir[strlen(w->dir) - 1] == '/' ? "" : "/", w->subtask, w->seq);
   free(w->path);
   w->path = p;
   return EDDY_OK;
@@ -284,6 +286,107 @@ int eddy_writer_close(eddy_writer *w, eddy_err *err)
   free(w->path);
   free(w->dir);
   free(w);
+  return rc;
+}
+
+int eddy_writer_prepare(eddy_writer *w, char **path, eddy_err *err)
+{
+  *path = NULL;
+  if (w->fd < 0)
+    return EDDY_OK;
+  char *closing = strdup(w->path);
+  if (closing == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "out of memory");
+  int rc = part_close(w, err);
+  if (rc != EDDY_OK) {
+    free(closing);
+    return rc;
+  }
+  *path = closing;
+  return EDDY_OK;
+}
+
+/* "dir/.part-3-7.inprogress" -> "dir/part-3-7"; NULL for other names. */
+static char *final_name(const char *path)
+{
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t dirlen = (size_t)(base - path), blen = strlen(base);
+  static const char suffix[] = ".inprogress";
+  size_t slen = sizeof suffix - 1;
+  if (base[0] != '.' || blen <= slen + 1 || strcmp(base + blen - slen, suffix) != 0)
+    return NULL;
+  char *out = malloc(dirlen + blen);
+  if (out == NULL)
+    return NULL;
+  memcpy(out, path, dirlen);
+  memcpy(out + dirlen, base + 1, blen - slen - 1);
+  out[dirlen + blen - slen - 1] = '\0';
+  return out;
+}
+
+int eddy_writer_commit(const char *path, eddy_err *err)
+{
+  char *final = final_name(path);
+  if (final == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "%s: not an in-progress part file", path);
+  int rc = EDDY_OK;
+  struct stat st;
+  if (rename(path, final) != 0) {
+    if (errno != ENOENT || stat(final, &st) != 0)
+      rc = eddy_seterr(err, EDDY_EIO, "%s: cannot commit: %s", path, strerror(errno));
+    free(final);
+    return rc; /* committed already: nothing to sync */
+  }
+  char *dir = strdup(path);
+  if (dir == NULL) {
+    free(final);
+    return eddy_seterr(err, EDDY_ENOMEM, "out of memory");
+  }
+  char *slash = strrchr(dir, '/');
+  if (slash != NULL)
+    *slash = '\0';
+  rc = sync_dir(slash ? dir : ".", err);
+  free(dir);
+  free(final);
+  return rc;
+}
+
+int eddy_writer_recover(const char *dir, int subtask, const char *const *keep, size_t n,
+                        eddy_err *err)
+{
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return errno == ENOENT ? EDDY_OK : eddy_seterr(err, EDDY_EIO, "%s: %s", dir, strerror(errno));
+  int rc = EDDY_OK;
+  struct dirent *de;
+  size_t dlen = strlen(dir);
+  while (rc == EDDY_OK && (de = readdir(d)) != NULL) {
+    const char *name = de->d_name;
+    size_t len = strlen(name);
+    if (name[0] != '.' || part_seq(name, subtask) < 0 || len < 12 ||
+        strcmp(name + len - 11, ".inprogress") != 0)
+      continue;
+    char *path = malloc(dlen + len + 2);
+    if (path == NULL) {
+      rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory");
+      break;
+    }
+    snprintf(path, dlen + len + 2, "%s/%s", dir, name);
+    int kept = 0;
+    for (size_t i = 0; i < n && !kept; i++) {
+      const char *k = strrchr(keep[i], '/');
+      kept = strcmp(k ? k + 1 : keep[i], name) == 0;
+    }
+    if (kept)
+      rc = eddy_writer_commit(path, err);
+    else if (unlink(path) != 0 && errno != ENOENT)
+      rc = eddy_seterr(err, EDDY_EIO, "%s: %s", path, strerror(errno));
+    free(path);
+  }
+  closedir(d);
+  if (rc == EDDY_OK)
+    rc = sync_dir(dir, err);
   return rc;
 }
 

@@ -27,6 +27,8 @@ typedef struct eddy_writer_config {
   eddy_csv_options csv;    /* for EDDY_FORMAT_CSV */
   int subtask;             /* >= 0: the <subtask> of part-<subtask>-<seq> */
   size_t buffer_size;      /* bytes kept before a write(2); 0: 64 KiB */
+  int transactional;       /* write .part-<subtask>-<seq>.inprogress files,
+                              made visible by eddy_writer_commit */
 } eddy_writer_config;
 
 /* No dir, jsonl, CSV defaults, subtask 0, 64 KiB buffer. */
@@ -67,5 +69,28 @@ const char *eddy_writer_path(const eddy_writer *w);
 /* Records written and part files opened so far. */
 uint64_t eddy_writer_records(const eddy_writer *w);
 uint64_t eddy_writer_files(const eddy_writer *w);
+
+/* ---- transactional files (exactly-once output with checkpoints) ----
+ *
+ * A transactional writer writes hidden in-progress files. At a checkpoint
+ * the current one is closed (eddy_writer_prepare) and remembered in the
+ * sink's state; when the checkpoint completes it is committed: renamed to
+ * its final name part-<subtask>-<seq>. After a failure, in-progress files
+ * that no completed checkpoint knows of are deleted (eddy_writer_recover),
+ * so what the replay writes again is not there twice. */
+
+/* Closes the current file (flush, fsync) and gives its path (the caller
+ * frees it), or NULL in *path when no file was open. */
+int eddy_writer_prepare(eddy_writer *w, char **path, eddy_err *err);
+
+/* Renames an in-progress file to its final name and syncs the folder. A
+ * file committed already (the final name exists, the hidden one not) is
+ * fine: commits are repeated after a restore. */
+int eddy_writer_commit(const char *path, eddy_err *err);
+
+/* Cleans dir for subtask after a restore: every in-progress file of the
+ * subtask not in keep[0..n) is deleted, those in keep are committed. */
+int eddy_writer_recover(const char *dir, int subtask, const char *const *keep, size_t n,
+                        eddy_err *err);
 
 #endif

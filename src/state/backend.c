@@ -249,3 +249,28 @@ void eddy_backend_cursor_close(eddy_backend_cursor *c)
   if (c != NULL)
     c->backend->ops->cursor_close(c);
 }
+
+int eddy_backend_snapshot_open(eddy_backend *b, eddy_backend_snapshot **out)
+{
+  if (out == NULL)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "snapshot: no result pointer");
+  *out = NULL;
+  return b->ops->snapshot_open(b, out);
+}
+
+int eddy_backend_snapshot_next(eddy_backend_snapshot *s, eddy_row *row,
+                               eddy_slice *value)
+{
+  return s->backend->ops->snapshot_next(s, row, value);
+}
+
+const char *eddy_backend_snapshot_errmsg(const eddy_backend_snapshot *s)
+{
+  return s->err.msg;
+}
+
+void eddy_backend_snapshot_close(eddy_backend_snapshot *s)
+{
+  if (s != NULL)
+    s->backend->ops->snapshot_close(s);
+}

@@ -15,7 +15,14 @@
  *
  * Memory: every eddy_slice a backend returns points into memory the backend
  * owns and stays valid only until the next call on the same backend (or the
- * next call on the same cursor, for cursors). Callers copy what they keep.
+ * next call on the same cursor or snapshot, for those). Callers copy what
+ * they keep.
+ *
+ * Threads: a backend belongs to one thread, the subtask's main thread,
+ * which makes every call on it, snapshot_open and snapshot_close included.
+ * The one exception is eddy_backend_snapshot_next (and _errmsg), which a
+ * checkpoint's writer thread calls while the main thread goes on using the
+ * backend; see the snapshot section below.
  */
 #ifndef EDDY_STATE_BACKEND_H
 #define EDDY_STATE_BACKEND_H
@@ -45,6 +52,7 @@ typedef struct eddy_row {
 
 typedef struct eddy_backend eddy_backend;
 typedef struct eddy_backend_cursor eddy_backend_cursor;
+typedef struct eddy_backend_snapshot eddy_backend_snapshot;
 
 typedef struct eddy_backend_config {
   int max_parallelism;
@@ -58,7 +66,7 @@ typedef struct eddy_backend_config {
 int eddy_heap_backend_new(const eddy_backend_config *cfg, eddy_backend **out,
                           eddy_err *err);
 
-/* Destroys b; its cursors must have been closed before. */
+/* Destroys b; its cursors and snapshots must have been closed before. */
 void eddy_backend_destroy(eddy_backend *b);
 
 /* The message of the last failed call on b. */
@@ -128,5 +136,50 @@ int eddy_backend_cursor_open(eddy_backend *b, uint32_t state,
 int eddy_backend_cursor_next(eddy_backend_cursor *c, eddy_row *row,
                              eddy_slice *value);
 void eddy_backend_cursor_close(eddy_backend_cursor *c);
+
+/* ---- snapshots: the state of a checkpoint ----
+ *
+ * A checkpoint of a keyed subtask has a synchronous part on the main thread
+ * (open a snapshot: the rows are frozen as they are now) and an
+ * asynchronous part on a writer thread (read the frozen rows with next,
+ * serialize, compress, write), during which the main thread goes on
+ * processing records and changing the backend. A snapshot never sees those
+ * changes. Any number of snapshots may be open at once, each read by its
+ * own thread.
+ *
+ * Handing a snapshot to the writer thread and back is the caller's
+ * synchronisation (a queue with a lock, pthread_create and pthread_join):
+ * next must not run at the same time as close of the same snapshot, nor
+ * two nexts on one snapshot. States registered after the open are not in
+ * the snapshot.
+ */
+
+/* Main thread. Freezes every row of b as it is now. Cheap: no row is
+ * copied (the heap backend copies its tables' row pointers, a few
+ * milliseconds per million rows, and copies a row later, the first time
+ * it changes). EDDY_ENOMEM leaves b as it was (message in
+ * eddy_backend_errmsg). */
+int eddy_backend_snapshot_open(eddy_backend *b, eddy_backend_snapshot **out);
+
+/*
+ * Any one thread at a time per snapshot, concurrently with the main thread
+ * using the backend. The next frozen row: rows come in ascending key group;
+ * within a key group in no particular order (the heap backend gives them
+ * state by state). row->state is the id the state had at the open; value
+ * is what get, list_get or map_entries would have given at the open (map
+ * entries sorted by user key). The slices stay valid until the next call on
+ * s. EDDY_EEOF after the last row (and on every call after that);
+ * EDDY_ENOMEM with a message in eddy_backend_snapshot_errmsg.
+ */
+int eddy_backend_snapshot_next(eddy_backend_snapshot *s, eddy_row *row,
+                               eddy_slice *value);
+
+/* The message of the last failed next on s; read it on the thread that
+ * called next. */
+const char *eddy_backend_snapshot_errmsg(const eddy_backend_snapshot *s);
+
+/* Main thread, once no thread reads s any more: releases s, and the rows
+ * that only s still kept alive. NULL is fine. */
+void eddy_backend_snapshot_close(eddy_backend_snapshot *s);
 
 #endif

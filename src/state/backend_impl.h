@@ -14,7 +14,7 @@
 
 #include "state/backend.h"
 
-#define EDDY_BACKEND_OPS_VERSION 1
+#define EDDY_BACKEND_OPS_VERSION 2 /* 2: snapshots */
 
 typedef struct eddy_backend_ops {
   int version; /* EDDY_BACKEND_OPS_VERSION */
@@ -42,6 +42,12 @@ typedef struct eddy_backend_ops {
                      eddy_backend_cursor **out);
   int (*cursor_next)(eddy_backend_cursor *c, eddy_row *row, eddy_slice *value);
   void (*cursor_close)(eddy_backend_cursor *c);
+  /* The threading rules of backend.h hold: snapshot_next runs on a writer
+   * thread while the main thread calls everything else. */
+  int (*snapshot_open)(eddy_backend *b, eddy_backend_snapshot **out);
+  int (*snapshot_next)(eddy_backend_snapshot *s, eddy_row *row,
+                       eddy_slice *value);
+  void (*snapshot_close)(eddy_backend_snapshot *s);
   void (*destroy)(eddy_backend *b); /* frees the whole object */
 } eddy_backend_ops;
 
@@ -65,6 +71,13 @@ struct eddy_backend {
  * functions can reach the operation table. */
 struct eddy_backend_cursor {
   eddy_backend *backend;
+};
+
+/* Likewise for snapshots. err belongs to the thread that calls next: the
+ * backend's own err is the main thread's. */
+struct eddy_backend_snapshot {
+  eddy_backend *backend;
+  eddy_err err;
 };
 
 /* Fills the shared part; implementations call it first in their

@@ -13,10 +13,7 @@
  * MessagePack, which is self-delimiting, so the concatenation is
  * unambiguous. A row's payload is one separately allocated byte string (a
  * value, or a list's elements back to back) or, for map state, a nested
- * table from user-key bytes to value bytes. Keeping every payload its own
- * allocation is deliberate: copy-on-write snapshots (a later step) will
- * share a payload between the live table and a snapshot instead of copying
- * it.
+ * table from user-key bytes to value bytes.
  *
  * The tables are open addressing with linear probing; a slot keeps the
  * 64-bit xxh3 of its item's key next to the pointer, so a lookup reads one
@@ -25,6 +22,42 @@
  * doubles, and reads every chained item to compare hashes. On the hot path
  * (get then put of a 30-byte value for one of 100,000 random keys) it took
  * 1.7 times as long, and it used a quarter more memory per row.
+ *
+ * Snapshots are copy-on-write, after Flink's CopyOnWriteStateMap: opening
+ * one copies what every table's slot array points to (the row pointers,
+ * without the free slots and hashes, which a snapshot that only iterates
+ * does not need) and bumps a version; the rows are then shared between the
+ * live tables and the snapshot, and the main thread copies a shared row
+ * before it changes it. The rules that make a snapshot's writer thread safe
+ * without any lock:
+ *
+ *  1. Every row is stamped with the backend's version when it is made.
+ *     Opening a snapshot gives it the current version v and moves the
+ *     backend on to v + 1; h->frozen is the version of the newest open
+ *     snapshot, 0 when none is open. A live row is in (the copy of) some
+ *     open snapshot exactly when row->version <= h->frozen ("shared"):
+ *     it was made before the newest snapshot opened and, being live, has
+ *     not been replaced since, so that snapshot copied a pointer to it.
+ *  2. The main thread never writes to a shared row nor to anything it owns
+ *     (payload, a map row's nested table and its entries). A change builds
+ *     a private successor (for a map row, a copy of the whole nested table
+ *     with its entries, as Flink copies the state object), puts it into the
+ *     live slot and retires the old row. A private row changes in place, so
+ *     with no snapshot open nothing is ever copied.
+ *  3. A retired row (replaced or removed while shared) belongs to the
+ *     newest open snapshot, which sees it. When a snapshot closes, each row
+ *     it holds passes to the next older open snapshot if that one sees it
+ *     too (row->version <= its version), and is freed otherwise: the
+ *     snapshots opened after the row was retired never saw it, and those
+ *     older than one that does not see it do not either. So nothing a
+ *     snapshot can reach is freed while it is open.
+ *  4. A snapshot has its own array of row pointers, so inserts, removes
+ *     and rehashes of the live tables leave it alone.
+ *
+ * A snapshot's writer thread therefore reads only memory that nobody writes
+ * until the snapshot closes (the main thread may read it too, in get). The
+ * snapshot carries everything else it needs (key-group range, state kinds,
+ * sort scratch), so next never touches the backend object.
  */
 #include "state/backend_impl.h"
 
@@ -55,6 +88,7 @@ typedef struct heap_item {
     eddy_buf bytes; /* a value, a list's elements, a map entry's value */
     table map;      /* a map row's entries; never empty */
   } u;
+  uint64_t version; /* rows: the backend's version when made (rule 1) */
   uint32_t len;    /* of key[] */
   uint32_t ns_off; /* rows: key[0 .. ns_off) is the key, then the namespace */
   unsigned char key[];
@@ -65,16 +99,60 @@ typedef struct heap_state {
   table *groups; /* one per key group of the range */
 } heap_state;
 
+/* Room to sort a map row's entries. The backend has one and every snapshot
+ * its own, because snapshots sort on their writer threads. */
+typedef struct sorter {
+  heap_item **order;
+  size_t cap;
+} sorter;
+
+/* Rows the live tables let go of while a snapshot still sees them (rule
+ * 3), in chunks, so that passing them to another snapshot never
+ * allocates. */
+enum { RETIRED_CHUNK = 250 };
+
+typedef struct retired {
+  struct retired *next;
+  uint32_t n;
+  unsigned char is_map[RETIRED_CHUNK];
+  heap_item *rows[RETIRED_CHUNK];
+} retired;
+
+typedef struct heap_snapshot {
+  eddy_backend_snapshot base;
+  /* the main thread's part */
+  uint64_t version;
+  struct heap_snapshot *older; /* the open snapshots, by version */
+  struct heap_snapshot *newer;
+  retired *retired;
+  /* frozen at the open, read by the writer thread */
+  int first_key_group;
+  uint32_t nstates;
+  size_t ntables;
+  unsigned char *is_map; /* per state */
+  heap_item **rows;      /* the rows of every table, table after table */
+  size_t nrows;
+  size_t *ends;          /* where each table's rows end in rows; tables
+                            by key group, then state */
+  /* the writer thread's position and scratch */
+  size_t table;
+  size_t next; /* in rows */
+  eddy_buf out;
+  sorter sort;
+} heap_snapshot;
+
 typedef struct heap_backend {
   eddy_backend base;
   int ngroups;
   uint32_t nstates;
   uint32_t states_cap;
   heap_state *states;
-  eddy_buf rk;       /* key || namespace of the row being looked up */
-  eddy_buf out;      /* what map_entries hands out */
-  heap_item **order; /* map entries being sorted */
-  size_t order_cap;
+  uint64_t version;      /* stamped on new rows; starts at 1 (rule 1) */
+  uint64_t frozen;       /* version of the newest open snapshot, 0: none */
+  heap_snapshot *newest; /* open snapshots, linked through older */
+  eddy_buf rk;           /* key || namespace of the row being looked up */
+  eddy_buf out;          /* what map_entries hands out */
+  sorter sort;
 } heap_backend;
 
 /* ---- tables ---- */
@@ -160,12 +238,14 @@ static heap_item *table_next(const table *t, size_t *i)
 /* ---- items ---- */
 
 /* An item with an empty payload, in no table yet. */
-static heap_item *new_item(const void *key, size_t len, size_t ns_off)
+static heap_item *new_item(const void *key, size_t len, size_t ns_off,
+                           uint64_t version)
 {
   heap_item *it = malloc(sizeof *it + len);
   if (it == NULL)
     return NULL;
   memset(it, 0, sizeof *it);
+  it->version = version;
   it->len = (uint32_t)len;
   it->ns_off = (uint32_t)ns_off;
   memcpy(it->key, key, len);
@@ -231,24 +311,24 @@ static int cmp_items(const void *x, const void *y)
 }
 
 /* Appends a map row's entries as user key, value, ... in user-key order. */
-static int write_entries(heap_backend *h, eddy_buf *out, const heap_item *row)
+static int write_entries(sorter *so, eddy_buf *out, const heap_item *row)
 {
   const table *map = &row->u.map;
-  if (map->count > h->order_cap) {
-    size_t cap = map->count > 2 * h->order_cap ? map->count : 2 * h->order_cap;
-    heap_item **order = realloc(h->order, cap * sizeof *order);
+  if (map->count > so->cap) {
+    size_t cap = map->count > 2 * so->cap ? map->count : 2 * so->cap;
+    heap_item **order = realloc(so->order, cap * sizeof *order);
     if (order == NULL)
       return EDDY_ENOMEM;
-    h->order = order;
-    h->order_cap = cap;
+    so->order = order;
+    so->cap = cap;
   }
   size_t n = 0;
   heap_item *e;
   for (size_t i = 0; (e = table_next(map, &i)) != NULL;)
-    h->order[n++] = e;
-  qsort(h->order, n, sizeof *h->order, cmp_items);
+    so->order[n++] = e;
+  qsort(so->order, n, sizeof *so->order, cmp_items);
   for (size_t i = 0; i < n; i++) {
-    e = h->order[i];
+    e = so->order[i];
     if (eddy_buf_append(out, e->key, e->len) != EDDY_OK ||
         eddy_buf_append(out, e->u.bytes.data, e->u.bytes.len) != EDDY_OK)
       return EDDY_ENOMEM;
@@ -308,9 +388,106 @@ static int locate(heap_backend *h, const eddy_row *row, lookup *lk,
   return EDDY_OK;
 }
 
-static heap_item *new_row(const lookup *lk)
+static heap_item *new_row(const heap_backend *h, const lookup *lk)
 {
-  return new_item(lk->rk, lk->rk_len, lk->key_len);
+  return new_item(lk->rk, lk->rk_len, lk->key_len, h->version);
+}
+
+/* ---- copy-on-write (rules 1 to 3 at the top) ---- */
+
+/* Whether an open snapshot sees the live row r. */
+static inline int shared(const heap_backend *h, const heap_item *r)
+{
+  return r->version <= h->frozen;
+}
+
+/* Makes room for one more retired row in the newest snapshot, so that
+ * retire, which comes after the live table changed, cannot fail. Only
+ * called while a snapshot is open (a row is shared). */
+static int retire_reserve(heap_backend *h)
+{
+  heap_snapshot *s = h->newest;
+  if (s->retired != NULL && s->retired->n < RETIRED_CHUNK)
+    return EDDY_OK;
+  retired *c = malloc(sizeof *c);
+  if (c == NULL)
+    return EDDY_ENOMEM;
+  c->next = s->retired;
+  c->n = 0;
+  s->retired = c;
+  return EDDY_OK;
+}
+
+/* Gives a shared row the live table no longer holds to the newest
+ * snapshot, which sees it (rule 3). */
+static void retire(heap_backend *h, heap_item *r, int is_map)
+{
+  retired *c = h->newest->retired;
+  c->is_map[c->n] = (unsigned char)is_map;
+  c->rows[c->n++] = r;
+}
+
+/* Takes row r, found by lk, out of its live table: freed if it is private,
+ * retired if a snapshot sees it. */
+static int drop_row(heap_backend *h, const lookup *lk, heap_item *r,
+                    int is_map)
+{
+  int keep = shared(h, r);
+  if (keep && retire_reserve(h) != EDDY_OK)
+    return EDDY_ENOMEM;
+  table_remove(lk->t, lk->s);
+  if (keep)
+    retire(h, r, is_map);
+  else
+    free_item(r, is_map);
+  return EDDY_OK;
+}
+
+/* A private copy of map row r: its nested table with every entry copied,
+ * entries in the same slots, so slot positions carry over. */
+static heap_item *copy_map_row(const heap_backend *h, const heap_item *r)
+{
+  heap_item *c = new_item(r->key, r->len, r->ns_off, h->version);
+  if (c == NULL)
+    return NULL;
+  const table *from = &r->u.map;
+  table *to = &c->u.map;
+  if ((to->slots = calloc(from->mask + 1, sizeof *to->slots)) == NULL) {
+    free(c);
+    return NULL;
+  }
+  to->mask = from->mask;
+  for (size_t i = 0; i <= from->mask; i++) {
+    const heap_item *e = from->slots[i].item;
+    if (e == NULL)
+      continue;
+    heap_item *ce = new_item(e->key, e->len, e->ns_off, 0);
+    if (ce == NULL || set_bytes(&ce->u.bytes, e->u.bytes.data, e->u.bytes.len) != EDDY_OK) {
+      free(ce);
+      free_item(c, 1);
+      return NULL;
+    }
+    to->slots[i] = (slot){from->slots[i].hash, ce};
+    to->count++;
+  }
+  return c;
+}
+
+/* Replaces the shared map row *r, found by lk, with a private copy in the
+ * live table and retires *r; *r becomes the copy. */
+static int unshare_map(heap_backend *h, const lookup *lk, heap_item **r)
+{
+  heap_item *c = copy_map_row(h, *r);
+  if (c == NULL)
+    return EDDY_ENOMEM;
+  if (retire_reserve(h) != EDDY_OK) {
+    free_item(c, 1);
+    return EDDY_ENOMEM;
+  }
+  lk->s->item = c;
+  retire(h, *r, 1);
+  *r = c;
+  return EDDY_OK;
 }
 
 /* ---- states ---- */
@@ -359,7 +536,7 @@ static int heap_get(eddy_backend *b, const eddy_row *row, eddy_slice *value)
 }
 
 /* Replaces (or, with append, extends) the payload of a row, creating the
- * row when it is absent. */
+ * row when it is absent. v may point into the row's own payload. */
 static int write_row(heap_backend *h, const eddy_row *row, const void *v,
                      size_t n, int append)
 {
@@ -368,14 +545,34 @@ static int write_row(heap_backend *h, const eddy_row *row, const void *v,
   int rc = locate(h, row, &lk, &r);
   if (rc != EDDY_OK)
     return rc;
-  int fresh = r == NULL;
-  if (fresh && (r = new_row(&lk)) == NULL)
+  if (r != NULL && !shared(h, r)) {
+    rc = append ? append_bytes(&r->u.bytes, v, n) : set_bytes(&r->u.bytes, v, n);
+    return rc == EDDY_OK ? EDDY_OK : out_of_memory(h, row->state);
+  }
+
+  /* A new row, or the successor of a shared one (rule 2): built aside, so
+   * that a failure on the way leaves the live table as it was. */
+  heap_item *nr = new_row(h, &lk);
+  if (nr == NULL)
     return out_of_memory(h, row->state);
-  rc = append ? append_bytes(&r->u.bytes, v, n) : set_bytes(&r->u.bytes, v, n);
-  if (rc != EDDY_OK || (fresh && table_insert(lk.t, r, lk.hash) != EDDY_OK)) {
-    if (fresh)
-      free_item(r, 0);
+  size_t keep = append && r != NULL ? r->u.bytes.len : 0;
+  if (!append) {
+    rc = set_bytes(&nr->u.bytes, v, n);
+  } else if ((rc = eddy_buf_reserve(&nr->u.bytes, keep + n)) == EDDY_OK) {
+    if (keep > 0)
+      memcpy(nr->u.bytes.data, r->u.bytes.data, keep);
+    memcpy(nr->u.bytes.data + keep, v, n);
+    nr->u.bytes.len = keep + n;
+  }
+  if (rc == EDDY_OK)
+    rc = r != NULL ? retire_reserve(h) : table_insert(lk.t, nr, lk.hash);
+  if (rc != EDDY_OK) {
+    free_item(nr, 0);
     return out_of_memory(h, row->state);
+  }
+  if (r != NULL) {
+    lk.s->item = nr;
+    retire(h, r, 0);
   }
   return EDDY_OK;
 }
@@ -394,8 +591,8 @@ static int heap_clear(eddy_backend *b, const eddy_row *row)
   int rc = locate(h, row, &lk, &r);
   if (rc != EDDY_OK || r == NULL)
     return rc;
-  table_remove(lk.t, lk.s);
-  free_item(r, h->states[row->state].kind == EDDY_STATE_MAP);
+  if (drop_row(h, &lk, r, h->states[row->state].kind == EDDY_STATE_MAP) != EDDY_OK)
+    return out_of_memory(h, row->state);
   return EDDY_OK;
 }
 
@@ -457,6 +654,8 @@ static int heap_map_put(eddy_backend *b, const eddy_row *row, const void *uk,
   if (rc != EDDY_OK || (rc = locate(h, row, &lk, &r)) != EDDY_OK)
     return rc;
   uint64_t hash = XXH3_64bits(uk, ukn);
+  if (r != NULL && shared(h, r) && unshare_map(h, &lk, &r) != EDDY_OK)
+    return out_of_memory(h, row->state);
   slot *s = find_entry(r, uk, ukn, hash);
   if (s != NULL)
     return set_bytes(&s->item->u.bytes, v, n) == EDDY_OK
@@ -465,7 +664,7 @@ static int heap_map_put(eddy_backend *b, const eddy_row *row, const void *uk,
 
   /* A new entry, maybe in a new row: the row goes into its table last, so
    * that a failure on the way leaves nothing behind. */
-  heap_item *e = new_item(uk, ukn, ukn);
+  heap_item *e = new_item(uk, ukn, ukn, 0);
   if (e == NULL)
     return out_of_memory(h, row->state);
   if (set_bytes(&e->u.bytes, v, n) != EDDY_OK) {
@@ -473,7 +672,7 @@ static int heap_map_put(eddy_backend *b, const eddy_row *row, const void *uk,
     return out_of_memory(h, row->state);
   }
   int fresh = r == NULL;
-  if (fresh && (r = new_row(&lk)) == NULL) {
+  if (fresh && (r = new_row(h, &lk)) == NULL) {
     free_item(e, 0);
     return out_of_memory(h, row->state);
   }
@@ -503,13 +702,17 @@ static int heap_map_remove(eddy_backend *b, const eddy_row *row,
   slot *s = find_entry(r, uk, ukn, hash);
   if (s == NULL)
     return EDDY_OK;
+  if (r->u.map.count == 1) /* an empty map is an absent row */
+    return drop_row(h, &lk, r, 1) == EDDY_OK ? EDDY_OK : out_of_memory(h, row->state);
+  if (shared(h, r)) {
+    size_t at = (size_t)(s - r->u.map.slots); /* the copy keeps positions */
+    if (unshare_map(h, &lk, &r) != EDDY_OK)
+      return out_of_memory(h, row->state);
+    s = &r->u.map.slots[at];
+  }
   heap_item *e = s->item;
   table_remove(&r->u.map, s);
   free_item(e, 0);
-  if (r->u.map.count == 0) { /* an empty map is an absent row */
-    table_remove(lk.t, lk.s);
-    free_item(r, 1);
-  }
   return EDDY_OK;
 }
 
@@ -525,7 +728,7 @@ static int heap_map_entries(eddy_backend *b, const eddy_row *row,
   if (r == NULL)
     return absent(h, row);
   eddy_buf_reset(&h->out);
-  if (write_entries(h, &h->out, r) != EDDY_OK)
+  if (write_entries(&h->sort, &h->out, r) != EDDY_OK)
     return out_of_memory(h, row->state);
   entries->data = h->out.data;
   entries->len = h->out.len;
@@ -604,7 +807,7 @@ static int heap_cursor_open(eddy_backend *b, uint32_t state,
         goto oom;
       size_t start = c->data.len;
       if (st->kind == EDDY_STATE_MAP
-              ? write_entries(h, &c->data, r) != EDDY_OK
+              ? write_entries(&h->sort, &c->data, r) != EDDY_OK
               : eddy_buf_append(&c->data, r->u.bytes.data, r->u.bytes.len) != EDDY_OK)
         goto oom;
       cr->value_len = c->data.len - start;
@@ -641,6 +844,151 @@ static int heap_cursor_next(eddy_backend_cursor *bc, eddy_row *row,
   return EDDY_OK;
 }
 
+/* ---- snapshots ---- */
+
+static void heap_snapshot_free(heap_snapshot *s)
+{
+  free(s->is_map);
+  free(s->rows);
+  free(s->ends);
+  eddy_buf_free(&s->out);
+  free(s->sort.order);
+  free(s);
+}
+
+/* The synchronous part of a checkpoint: the live rows' pointers, copied
+ * from the slot arrays without a branch per slot, and a version (rule 1). */
+static int heap_snapshot_open(eddy_backend *b, eddy_backend_snapshot **out)
+{
+  heap_backend *h = (heap_backend *)b;
+  uint32_t ns = h->nstates;
+  size_t ntables = (size_t)h->ngroups * ns, nrows = 0;
+  for (uint32_t st = 0; st < ns; st++)
+    for (int g = 0; g < h->ngroups; g++)
+      nrows += h->states[st].groups[g].count;
+
+  heap_snapshot *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    goto oom;
+  /* one spare entry: the copy below stores a pointer, NULL or not, and
+   * moves on only past one that is not */
+  if ((s->rows = malloc((nrows + 1) * sizeof *s->rows)) == NULL ||
+      (ns > 0 && ((s->is_map = malloc(ns)) == NULL ||
+                  (s->ends = malloc(ntables * sizeof *s->ends)) == NULL)))
+    goto oom;
+  heap_item **next = s->rows;
+  for (int g = 0; g < h->ngroups; g++)
+    for (uint32_t st = 0; st < ns; st++) {
+      const table *t = &h->states[st].groups[g];
+      if (t->slots != NULL)
+        for (size_t i = 0; i <= t->mask; i++) {
+          heap_item *r = t->slots[i].item;
+          *next = r;
+          next += r != NULL;
+        }
+      s->ends[(size_t)g * ns + st] = (size_t)(next - s->rows);
+    }
+  for (uint32_t st = 0; st < ns; st++)
+    s->is_map[st] = h->states[st].kind == EDDY_STATE_MAP;
+  s->base.backend = b;
+  s->first_key_group = h->base.first_key_group;
+  s->nstates = ns;
+  s->ntables = ntables;
+  s->nrows = nrows;
+  eddy_buf_init(&s->out);
+
+  s->version = h->version++;
+  s->older = h->newest;
+  if (h->newest != NULL)
+    h->newest->newer = s;
+  h->newest = s;
+  h->frozen = s->version;
+  *out = &s->base;
+  return EDDY_OK;
+oom:
+  if (s != NULL)
+    heap_snapshot_free(s);
+  return eddy_seterr(&b->err, EDDY_ENOMEM,
+                     "heap backend: out of memory opening a snapshot");
+}
+
+/* The writer thread: reads the snapshot's own arrays and frozen rows only. */
+static int heap_snapshot_next(eddy_backend_snapshot *bs, eddy_row *row,
+                              eddy_slice *value)
+{
+  heap_snapshot *s = (heap_snapshot *)bs;
+  while (s->table < s->ntables && s->next == s->ends[s->table])
+    s->table++;
+  if (s->table == s->ntables)
+    return EDDY_EEOF;
+  const heap_item *r = s->rows[s->next];
+  /* Rows and payloads lie all over the heap, and waiting for each in turn
+   * is most of the time a snapshot takes: ask for the row eight ahead, and
+   * for the payload (or a map's slots) of the row four ahead, which was
+   * asked for four calls ago. About 1.4 times the rows per second. */
+  if (s->next + 8 < s->nrows)
+    __builtin_prefetch(s->rows[s->next + 8]);
+  if (s->next + 4 < s->nrows)
+    __builtin_prefetch(s->rows[s->next + 4]->u.bytes.data);
+  uint32_t state = (uint32_t)(s->table % s->nstates);
+  row->state = state;
+  row->key_group = s->first_key_group + (int)(s->table / s->nstates);
+  row->key = r->key;
+  row->key_len = r->ns_off;
+  row->ns = r->key + r->ns_off;
+  row->ns_len = r->len - r->ns_off;
+  if (!s->is_map[state]) {
+    value->data = r->u.bytes.data;
+    value->len = r->u.bytes.len;
+  } else {
+    eddy_buf_reset(&s->out);
+    if (write_entries(&s->sort, &s->out, r) != EDDY_OK)
+      return eddy_seterr(&s->base.err, EDDY_ENOMEM,
+                         "heap backend: out of memory reading a map row of a snapshot");
+    value->data = s->out.data;
+    value->len = s->out.len;
+  }
+  s->next++;
+  return EDDY_OK;
+}
+
+static void heap_snapshot_close(eddy_backend_snapshot *bs)
+{
+  heap_snapshot *s = (heap_snapshot *)bs;
+  heap_backend *h = (heap_backend *)bs->backend;
+  heap_snapshot *older = s->older;
+  if (older != NULL)
+    older->newer = s->newer;
+  if (s->newer != NULL)
+    s->newer->older = older;
+  else
+    h->newest = older;
+  h->frozen = h->newest != NULL ? h->newest->version : 0;
+
+  /* rule 3: the rows s held pass to the next older snapshot or go */
+  for (retired *c = s->retired, *next; c != NULL; c = next) {
+    next = c->next;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < c->n; i++) {
+      heap_item *r = c->rows[i];
+      if (older != NULL && r->version <= older->version) {
+        c->is_map[kept] = c->is_map[i];
+        c->rows[kept++] = r;
+      } else {
+        free_item(r, c->is_map[i]);
+      }
+    }
+    c->n = kept;
+    if (kept == 0) {
+      free(c);
+    } else {
+      c->next = older->retired;
+      older->retired = c;
+    }
+  }
+  heap_snapshot_free(s);
+}
+
 /* ---- lifetime ---- */
 
 static void heap_destroy(eddy_backend *b)
@@ -657,7 +1005,7 @@ static void heap_destroy(eddy_backend *b)
     free(st->groups);
   }
   free(h->states);
-  free(h->order);
+  free(h->sort.order);
   eddy_buf_free(&h->rk);
   eddy_buf_free(&h->out);
   eddy_backend_base_free(b);
@@ -681,6 +1029,9 @@ static const eddy_backend_ops heap_ops = {
   .cursor_open = heap_cursor_open,
   .cursor_next = heap_cursor_next,
   .cursor_close = heap_cursor_close,
+  .snapshot_open = heap_snapshot_open,
+  .snapshot_next = heap_snapshot_next,
+  .snapshot_close = heap_snapshot_close,
   .destroy = heap_destroy,
 };
 
@@ -699,6 +1050,7 @@ int eddy_heap_backend_new(const eddy_backend_config *cfg, eddy_backend **out,
     return rc;
   }
   h->ngroups = cfg->last_key_group - cfg->first_key_group + 1;
+  h->version = 1;
   eddy_buf_init(&h->rk);
   eddy_buf_init(&h->out);
   *out = &h->base;

@@ -86,6 +86,7 @@ const char *eddy_strerror(int code)
   case EDDY_ELIMIT: return "limit exceeded";
   case EDDY_EUNSUPPORTED: return "not supported";
   case EDDY_EEOF: return "end of input";
+  case EDDY_EAGAIN: return "nothing yet";
   default: return "unknown error";
   }
 }

@@ -26,7 +26,8 @@ enum {
   EDDY_EINTR = -8,       /* interrupted (Ctrl-C, cancel) */
   EDDY_ELIMIT = -9,      /* a size or depth limit was exceeded */
   EDDY_EUNSUPPORTED = -10,
-  EDDY_EEOF = -11        /* end of input; not an error for readers */
+  EDDY_EEOF = -11,       /* end of input; not an error for readers */
+  EDDY_EAGAIN = -12      /* nothing yet (non-blocking input); try later */
 };
 
 #define EDDY_ERR_MSG_MAX 1024

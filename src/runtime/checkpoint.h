@@ -1,0 +1,107 @@
+/*
+ * Checkpoints: asynchronous barrier snapshotting through the job graph
+ * (Carbone et al., 2015) with Flink's coordinator rules (SEMANTICS.md
+ * sections 7 and 8).
+ *
+ * The coordinator triggers checkpoint n at the source subtasks, which
+ * snapshot their position and send barrier n downstream. A subtask with
+ * several input channels aligns them (exactly once: a channel whose barrier
+ * arrived is blocked until all have), tracks them without blocking (at
+ * least once), or snapshots at the first barrier and persists the records
+ * still in flight on the other channels as channel state (unaligned). Each
+ * snapshot has a synchronous part on the executor's thread (the subtask's
+ * callback freezes its state into parts) and an asynchronous part on the
+ * job's writer thread (the parts are compressed and written). When every
+ * subtask's parts are on disk, the coordinator writes _metadata and the
+ * checkpoint is complete: subtasks are told, and transactional sinks
+ * commit.
+ */
+#ifndef EDDY_RUNTIME_CHECKPOINT_H
+#define EDDY_RUNTIME_CHECKPOINT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runtime/job.h"
+#include "runtime/storage.h"
+#include "state/snapshot.h"
+
+typedef enum eddy_ckpt_mode {
+  EDDY_CKPT_EXACTLY_ONCE,
+  EDDY_CKPT_AT_LEAST_ONCE
+} eddy_ckpt_mode;
+
+typedef struct eddy_checkpoint_config {
+  int64_t interval;        /* ms between triggers; <= 0: none */
+  int64_t timeout;         /* ms until a pending checkpoint expires */
+  int64_t min_pause;       /* ms from a completion to the next trigger */
+  int max_concurrent;      /* pending checkpoints at once */
+  eddy_ckpt_mode mode;
+  int unaligned;           /* exactly once only */
+  int64_t aligned_timeout; /* with unaligned: ms of alignment before a subtask
+                              goes unaligned; 0 = from the first barrier */
+  int tolerable_failures;  /* consecutive counted failures tolerated */
+  int retained;            /* completed checkpoints kept */
+  const char *dir;         /* base folder (path or file:// URI); copied */
+  const char *job_id;      /* copied */
+  const char *job_name;    /* the job's name, for _metadata; copied; NULL: none */
+  const char *compression; /* "zstd" or "none"; copied */
+  int level;               /* zstd level */
+  int64_t next_id;         /* id of the first checkpoint (ids continue
+                              after a restore) */
+  FILE *trace;             /* a line per barrier event, or NULL */
+} eddy_checkpoint_config;
+
+/* Turns checkpointing on for a job that has not run (the folder is opened,
+ * stale .inprogress folders removed). */
+int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg);
+
+/* Makes the subtasks of the next run start from a completed checkpoint:
+ * their callbacks read their parts with eddy_task_restore_part(). The
+ * checkpoint is owned by the caller and must outlive the run. */
+int eddy_job_restore(eddy_job *job, eddy_chk *from);
+
+/* ---- for a subtask's snapshot callback ---- */
+
+typedef struct eddy_snapshot eddy_snapshot;
+
+/* Adds a part holding bytes (copied) to the subtask's snapshot. */
+int eddy_snapshot_add_blob(eddy_snapshot *s, const char *part, const void *p, size_t n);
+/* Adds a part written from a keyed snapshot on the writer thread; takes
+ * ownership of ks (freed on the executor's thread once written). */
+int eddy_snapshot_add_keyed(eddy_snapshot *s, const char *part, eddy_keyed_snapshot *ks);
+
+/* A part of this subtask in the checkpoint being restored from:
+ * EDDY_ENOTFOUND if there is none (a new operator, or no restore). The
+ * reader belongs to the caller (eddy_chk_reader_close). */
+int eddy_task_restore_part(eddy_task *t, const char *part, eddy_chk_reader **out,
+                           eddy_err *err);
+
+/* ---- what happened, for metrics and eddy info ---- */
+
+typedef enum eddy_ckpt_status {
+  EDDY_CKPT_PENDING,
+  EDDY_CKPT_COMPLETED,
+  EDDY_CKPT_FAILED
+} eddy_ckpt_status;
+
+typedef struct eddy_ckpt_info {
+  int64_t id;
+  eddy_ckpt_status status;
+  int64_t triggered;      /* processing time */
+  double duration_ms;     /* wall time from trigger to completion */
+  double sync_ms;         /* longest synchronous part of a subtask */
+  double alignment_ms;    /* longest alignment of a subtask */
+  uint64_t bytes;         /* written to disk */
+  const char *path;       /* completed: the chk folder */
+  const char *failure;    /* failed: why */
+} eddy_ckpt_info;
+
+int eddy_job_checkpoint_count(const eddy_job *job);
+/* The i-th checkpoint triggered in this run; strings valid as long as the
+ * job. */
+int eddy_job_checkpoint_info(const eddy_job *job, int i, eddy_ckpt_info *info);
+/* The id the next checkpoint would get. */
+int64_t eddy_job_next_checkpoint_id(const eddy_job *job);
+
+#endif
