@@ -4,7 +4,7 @@
 #   make test       every C unit test and busted spec, then all of it again
 #                   under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo       the order-stats example on the heap backend
-#   make bench      the benchmarks in scripts/bench (medians of 5 runs)
+#   make bench      the benchmarks in scripts/bench (medians of several runs)
 #
 # Options: SANITIZE=1 (ASan+UBSan build under build/san), V=1 (verbose),
 # PREFIX/DESTDIR for `make install`.

@@ -59,11 +59,7 @@ local run_opts = { savepoint = config.string() }
 
 -- A job id as Flink has them: 32 hex digits, new for every job.
 local function new_job_id()
-  local t = {}
-  for i = 1, 16 do
-    t[i] = ("%02x"):format(math.random(0, 255))
-  end
-  return table.concat(t)
+  return core.random_hex(16)
 end
 
 local function default_checkpoint_dir()

@@ -33,7 +33,9 @@ end
 -- value per key. Once the state is full, the source waits for two more
 -- checkpoints to complete (the second one surely started after the fill),
 -- then stops the job with an error, which keeps its checkpoints on disk.
-local function build(dir, restore)
+-- With `restore` (a checkpoint) or `empty`, the source ends at once: only
+-- starting the job is timed.
+local function build(dir, restore, empty)
   local job = eddy.job {
     name = "bench-checkpoint", restore = restore,
     checkpoint = { interval = "1s", dir = dir, retained = 1, zstd_level = LEVEL,
@@ -45,20 +47,14 @@ local function build(dir, restore)
   job:source {
     name = "keys",
     next = function()
-      if restore then
-        return nil -- only the restore is timed
+      if restore or empty then
+        return nil
       end
       if n < keys then
         n = n + 1
         return n
       end
-      local completed = 0
-      for _, c in ipairs(core.checkpoints_list(dir)) do
-        if c.state == "completed" then
-          completed = completed + 1
-        end
-      end
-      -- retained = 1: one folder at a time, so count ids instead
+      -- retained = 1 keeps one folder: watch the newest id
       local newest = 0
       for _, c in ipairs(core.checkpoints_list(dir)) do
         if c.state == "completed" and c.id > newest then
@@ -133,10 +129,7 @@ for run = 1, runs do
   -- job started empty
   local restored = build(dir, last.path)
   local r = restored:run()
-  local empty = build(work .. "/empty", nil)
-  keys, keys_saved = 0, keys
-  local e = empty:run()
-  keys = keys_saved
+  local e = build(work .. "/empty", nil, true):run()
   local restore_ms = r.metrics.duration_ms - e.metrics.duration_ms
 
   local async_ms = last.duration_ms - last.sync_ms

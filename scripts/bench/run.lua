@@ -45,3 +45,8 @@ for _, b in ipairs(pairs_to_run) do
   io.write(("%s: median %s records/s; %s: median %s records/s; ratio %.2f (target >= %.2f)\n")
     :format(b.name, fmt(e), b.baseline_name, fmt(base), e / base, b.target))
 end
+
+-- The checkpoint benchmark compares with the zstd command line itself.
+io.write("\n")
+io.flush()
+assert(os.execute(lua .. " scripts/bench/checkpoint.lua " .. math.min(runs, 3)), "checkpoint.lua failed")

@@ -333,6 +333,91 @@ describe("checkpoints", function()
     assert.truthy(err:find("cannot snapshot 4", 1, true), err)
   end)
 
+  it("go unaligned once aligned_timeout has passed, and recover exactly once", function()
+    local dir = run.tmpdir()
+    -- a fast and a slow source into a slow keyed count: the barrier of the
+    -- slow source waits behind few records, the fast one's behind many
+    local path = run.write(dir .. "/timeout.lua", [[
+      local out_dir, chk_dir, checkpointing, aligned_timeout = ...
+      local job = eddy.job {
+        name = "aligned-timeout", parallelism = 2,
+        checkpoint = checkpointing == "yes" and { interval = "30ms", dir = chk_dir, unaligned = true,
+                                                  aligned_timeout = aligned_timeout } or nil,
+        restart = { strategy = "fixed_delay", attempts = 3, delay = "1ms" },
+      }
+      local fail_at = { [3000] = checkpointing == "yes" }
+      local fast = job:from_generator { count = 4000, fn = function(i) return { k = i % 13, i = i } end }
+      local slow = job:from_generator { count = 400, rate = 2000,
+                                        fn = function(i) return { k = i % 13, i = -i } end }
+      fast:union(slow)
+        :key_by("k")
+        :process("count", {
+          process = function(ctx, r, out)
+            if fail_at[r.i] then fail_at[r.i] = nil; error("injected at " .. r.i) end
+            local t = os.clock() + 0.0001
+            while os.clock() < t do end
+            local n = ctx:value_state("n")
+            n:update((n:value() or 0) + 1)
+            out:collect { k = r.k, n = n:value() }
+          end,
+        })
+        :to_file(out_dir)
+      job:run()
+    ]])
+    local function go(out, checkpointing, aligned_timeout)
+      local _, err, code = run.sh(("%s run --trace %s %s %s %s %s"):format(run.quote(run.exe),
+        run.quote(path), run.quote(dir .. "/" .. out), run.quote(dir .. "/chk"), checkpointing,
+        aligned_timeout or "0ms"))
+      assert.equal(0, code, err)
+      return err
+    end
+    local function sorted(out)
+      local p = assert(io.popen("cat " .. run.quote(dir .. "/" .. out) .. "/part-* | sort"))
+      local text = p:read("a")
+      p:close()
+      return text
+    end
+    go("clean", "no")
+    -- aligning takes longer than 10 ms here: subtasks go unaligned (at a
+    -- barrier, or between batches while they wait) and store channel state
+    local err = go("out", "yes", "10ms")
+    assert.truthy(err:find("unaligned: barrier sent ahead", 1, true), err)
+    assert.truthy(err:find("channel state recorded %([1-9]%d* bytes%)"), err)
+    assert.truthy(err:find("injected at 3000", 1, true), err)
+    assert(sorted("clean") == sorted("out"), "the output differs from the run without checkpoints")
+    -- with an hour to align, every checkpoint aligns
+    err = go("out2", "yes", "1h")
+    assert.is_nil(err:find("unaligned", 1, true))
+    assert.truthy(err:find(": aligned\n"), err)
+    assert(sorted("clean") == sorted("out2"), "the output differs from the run without checkpoints")
+  end)
+
+  it("restore from a checkpoint with -s, refusing state of a removed operator", function()
+    local dir = run.tmpdir()
+    local err, code = run_job(dir, { INTERVAL = "10ms", RATE = "40000", FAIL = "10000", RESTART = "none" })
+    assert.equal(1, code, err)
+    local job = job_folder(dir)
+    local chk = job .. "/" .. folders(job, "^chk%-%d+$")[1]
+    err, code = run_job(dir, { INTERVAL = "10ms", RATE = "40000" }, "-s " .. run.quote(chk))
+    assert.equal(0, code, err)
+    assert_exactly_once(dir)
+    -- the same checkpoint into a job without the keyed count
+    local path = run.write(dir .. "/other.lua", [[
+      local job = eddy.job { name = "counts", parallelism = 3 }
+      job:from_generator { count = 10 }:union(job:from_collection { 1 }):map(function(x) return x end)
+        :sink(function() end)
+      job:run()
+    ]])
+    local _, e, status = run.sh(("%s run -s %s %s"):format(run.quote(run.exe), run.quote(chk),
+      run.quote(path)))
+    assert.equal(1, status)
+    assert.truthy(e:find("holds state of operator", 1, true), e)
+    assert.truthy(e:find("allow_non_restored_state", 1, true), e)
+    _, e, status = run.sh(("%s run -s %s --allow-non-restored-state %s"):format(run.quote(run.exe),
+      run.quote(chk), run.quote(path)))
+    assert.equal(0, status, e)
+  end)
+
   it("trace every barrier event with --trace", function()
     local dir = run.tmpdir()
     local err, code = run_job(dir, { INTERVAL = "10ms", RATE = "60000" }, "--trace")
@@ -341,7 +426,7 @@ describe("checkpoints", function()
       "triggered at", "from_generator (1/1): barrier emitted",
       "from_collection (1/1): finished", "barrier received on input",
       "blocked until the other barriers arrive", "aligned", "snapshot taken",
-      "barrier forwarded", "completed (",
+      "barrier forwarded", "acknowledged (state written)", "completed (",
     } do
       assert.truthy(err:find(event, 1, true), event)
     end

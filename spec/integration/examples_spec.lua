@@ -135,4 +135,33 @@ describe("examples", function()
     table.sort(three)
     assert.are.same(one, three)
   end)
+
+  it("exactly_once.lua counts every order once through a failure and a restart", function()
+    local dir = run.tmpdir()
+    local out, err, code = run.eddy("run", run.root .. "/examples/exactly_once.lua", dir .. "/out")
+    run.cleanup()
+    assert.are.equal(0, code, err)
+    assert.truthy(err:find("a simulated crash at order 2000", 1, true), err)
+    assert.truthy(err:find("restarting from [^\n]*/chk%-%d+ in 100 ms %(attempt 1 of 2%)"), err)
+    local totals, names = {}, {}
+    for _, o in ipairs(orders()) do
+      local t = totals[o.customer]
+      if not t then
+        t = { orders = 0, cents = 0 }
+        totals[o.customer] = t
+        names[#names + 1] = o.customer
+      end
+      t.orders = t.orders + 1
+      t.cents = t.cents + math.floor(o.amount * 100 + 0.5)
+    end
+    table.sort(names)
+    local lines = run.lines(out)
+    assert.matches("^%d+ checkpoints completed; 3000 lines committed in " .. dir:gsub("%p", "%%%0"), lines[1])
+    local expected = { lines[1] }
+    for _, name in ipairs(names) do
+      expected[#expected + 1] = ("%-8s %4d orders  %10.2f"):format(name, totals[name].orders,
+        totals[name].cents / 100)
+    end
+    assert.are.same(expected, lines)
+  end)
 end)

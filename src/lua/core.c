@@ -5,6 +5,7 @@
  */
 #include "lua/core.h"
 
+#include <sys/random.h>
 #include <time.h>
 
 #include "lua/binding.h"
@@ -113,6 +114,28 @@ static int l_sleep_ms(lua_State *L)
   return 0;
 }
 
+/* random_hex(bytes) -> 2 * bytes hex digits from the kernel's generator:
+ * job ids must differ between processes started at the same moment, which
+ * Lua's own seed does not promise (under ASan it repeats). */
+static int l_random_hex(lua_State *L)
+{
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1 && n <= 64, 1, "between 1 and 64 bytes");
+  unsigned char bytes[64];
+  size_t got = 0;
+  while (got < (size_t)n) {
+    ssize_t r = getrandom(bytes + got, (size_t)n - got, 0);
+    if (r < 0)
+      return luaL_error(L, "cannot read random bytes");
+    got += (size_t)r;
+  }
+  char hex[129];
+  for (lua_Integer i = 0; i < n; i++)
+    snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
+  lua_pushlstring(L, hex, (size_t)(2 * n));
+  return 1;
+}
+
 int luaopen_eddy_core(lua_State *L)
 {
   static const luaL_Reg funcs[] = {
@@ -122,6 +145,7 @@ int luaopen_eddy_core(lua_State *L)
       {"monotonic_ms", l_monotonic_ms},
       {"now_ms", l_now_ms},
       {"operator_index", l_operator_index},
+      {"random_hex", l_random_hex},
       {"sleep_ms", l_sleep_ms},
       {NULL, NULL}};
   luaL_checkversion(L);

@@ -136,6 +136,7 @@ typedef struct pending {
 typedef struct work {
   pending *p;
   part *part;
+  eddy_task *ack; /* the subtask whose last part this is, for the trace */
   int rc;
   char msg[EDDY_ERR_MSG_MAX];
   struct work *next;
@@ -293,13 +294,14 @@ static void *writer_main(void *arg)
   return NULL;
 }
 
-static int queue_part(ckpt_coordinator *c, pending *p, part *pt)
+static int queue_part(ckpt_coordinator *c, pending *p, part *pt, eddy_task *ack)
 {
   work *w = calloc(1, sizeof *w);
   if (w == NULL)
     return EDDY_ENOMEM;
   w->p = p;
   w->part = pt;
+  w->ack = ack;
   p->writes++;
   pthread_mutex_lock(&c->lock);
   if (c->todo_tail)
@@ -559,15 +561,18 @@ static int snapshot_task(eddy_job *job, eddy_task *t, int64_t id, int defer_ack)
                          v->parallelism, why);
   }
   json_array_append_new(p->subtasks, subtask_entry(t, &s));
+  trace(job, id, t, "snapshot taken (%.1f ms)", took);
+  if (s.parts == NULL && !defer_ack)
+    trace(job, id, t, "acknowledged (no state to write)");
   while (s.parts) {
     part *n = s.parts->next;
-    if (queue_part(c, p, s.parts) != EDDY_OK) {
+    /* unaligned, the channel state written later is the last part */
+    if (queue_part(c, p, s.parts, n == NULL && !defer_ack ? t : NULL) != EDDY_OK) {
       free_part(s.parts);
       return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory queueing a snapshot");
     }
     s.parts = n;
   }
-  trace(job, id, t, "snapshot taken (%.1f ms)", took);
   if (!defer_ack)
     p->acked++;
   return EDDY_OK;
@@ -661,7 +666,7 @@ static int snapshot_finished(eddy_job *job, eddy_task *t, pending *p)
   json_array_append_new(p->subtasks, e);
   while (s.parts) {
     part *n = s.parts->next;
-    if (queue_part(c, p, s.parts) != EDDY_OK) {
+    if (queue_part(c, p, s.parts, n == NULL ? t : NULL) != EDDY_OK) {
       free_parts(s.parts);
       return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory queueing a snapshot");
     }
@@ -831,6 +836,8 @@ static int collect_done(eddy_job *job)
       /* asynchronous failure (disk full, ...): counted */
       rc = abort_pending(job, p, 1, "%s", w->msg);
     }
+    if (w->ack != NULL && w->rc == EDDY_OK && !p->aborted)
+      trace(job, p->id, w->ack, "acknowledged (state written)");
     free_part(w->part);
     free(w);
     w = next;
@@ -947,7 +954,7 @@ static int finish_unaligned(eddy_job *job, eddy_task *t)
     s.task = t;
     if (eddy_snapshot_add_blob(&s, "channels", t->channel_state.data, t->channel_state.len) !=
             EDDY_OK ||
-        queue_part(c, p, s.parts) != EDDY_OK) {
+        queue_part(c, p, s.parts, t) != EDDY_OK) {
       free_part(s.parts);
       return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory saving channel state");
     }
@@ -1194,6 +1201,20 @@ int ckpt_barrier(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f)
     return EDDY_OK;
   }
   return aligned(job, t);
+}
+
+int ckpt_alignment_check(eddy_job *job, eddy_task *t)
+{
+  ckpt_coordinator *c = job->ckpt;
+  if (c == NULL || t->ckpt_id == 0 || t->ckpt_unaligned || !c->cfg.unaligned ||
+      c->cfg.mode == EDDY_CKPT_AT_LEAST_ONCE)
+    return EDDY_OK;
+  int64_t waited = eddy_task_now(t) - t->ckpt_trigger;
+  if (waited < c->cfg.aligned_timeout)
+    return EDDY_OK;
+  trace(job, t->ckpt_id, t, "aligned_timeout: still aligning %lld ms after the trigger, going unaligned",
+        (long long)waited);
+  return go_unaligned(job, t, NULL, 0);
 }
 
 /* An input ended. Its producer finished before it could send the barriers

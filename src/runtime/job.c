@@ -679,7 +679,15 @@ static int drain_task(eddy_job *job, eddy_task *t, int *progress)
     eddy_frame control = {0};
     channel *control_ch = NULL;
     idle = 0;
-    while (n < INLINE_BATCH && idle < t->ninputs) {
+    /* While aligning, smaller batches let aligned_timeout act in time. */
+    int limit = INLINE_BATCH;
+    if (t->ckpt_id != 0) {
+      int rc = ckpt_alignment_check(job, t);
+      if (rc != EDDY_OK)
+        return rc;
+      limit = ALIGNING_BATCH;
+    }
+    while (n < limit && idle < t->ninputs) {
       channel *ch = t->inputs[t->next_input];
       t->next_input = (t->next_input + 1) % t->ninputs;
       if (!channel_has_frame(ch)) {

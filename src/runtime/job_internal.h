@@ -15,6 +15,8 @@
  * records handed to a consumer's callback at once: large enough to amortise
  * the call, small enough to keep channels short. */
 #define INLINE_BATCH 256
+/* records per batch while a subtask aligns barriers */
+#define ALIGNING_BATCH 32
 
 typedef struct frame_header {
   int64_t timestamp;
@@ -143,6 +145,9 @@ int ckpt_tick(eddy_job *job, int64_t now, int *progress);
 int64_t ckpt_next_wakeup(const eddy_job *job);
 int ckpt_barrier(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f);
 int ckpt_input_ended(eddy_job *job, eddy_task *t, channel *ch);
+/* Between batches of a subtask that is aligning: past aligned_timeout it
+ * goes unaligned (Flink checks with a timer; this is as soon as it can). */
+int ckpt_alignment_check(eddy_job *job, eddy_task *t);
 int ckpt_record(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f);
 int ckpt_task_opened(eddy_job *job, eddy_task *t);
 /* t finished its work (after its finish callback, before its end goes
