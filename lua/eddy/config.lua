@@ -420,14 +420,17 @@ local STATE_BACKEND = M.table_of {
 -- (CheckpointConfig.MINIMAL_CHECKPOINT_TIME).
 local MINIMAL_CHECKPOINT_TIME = 10
 
+-- Flink keeps these counts in Java ints; so does the engine.
+local INT32_MAX = 2147483647
+
 local CHECKPOINT = M.table_of {
   interval = M.duration { min = MINIMAL_CHECKPOINT_TIME }, -- nil: checkpointing off
   mode = M.enum { "exactly_once", "at_least_once", default = "exactly_once" },
   timeout = M.duration { min = MINIMAL_CHECKPOINT_TIME, default = "10m" },
   min_pause = M.duration { default = 0 },
-  max_concurrent = M.integer { min = 1, default = 1 },
+  max_concurrent = M.integer { min = 1, max = INT32_MAX, default = 1 },
   dir = M.string(),
-  retained = M.integer { min = 1, default = 1 },
+  retained = M.integer { min = 1, max = INT32_MAX, default = 1 },
   -- Flink's default is NO_EXTERNALIZED_CHECKPOINTS (SEMANTICS.md §7): the
   -- checkpoints of a job that ends in any way are deleted.
   externalized = M.enum {
@@ -435,7 +438,7 @@ local CHECKPOINT = M.table_of {
   },
   unaligned = M.boolean { default = false },
   aligned_timeout = M.duration { default = 0 },
-  tolerable_failures = M.integer { min = 0, default = 0 },
+  tolerable_failures = M.integer { min = 0, max = INT32_MAX, default = 0 },
   compression = M.enum { "zstd", "none", default = "zstd" },
   zstd_level = M.integer { min = 1, max = 19, default = 1 },
 }
@@ -444,7 +447,7 @@ local CHECKPOINT = M.table_of {
 local RESTART_KEYS = {
   none = {},
   fixed_delay = {
-    attempts = M.integer { min = 0, default = 1 },
+    attempts = M.integer { min = 0, max = INT32_MAX, default = 1 },
     delay = M.duration { default = "1s" },
   },
   exponential_delay = {
@@ -453,7 +456,7 @@ local RESTART_KEYS = {
     multiplier = M.number { min = 1, default = 1.5 },
   },
   failure_rate = {
-    max_failures = M.integer { min = 1, default = 1 },
+    max_failures = M.integer { min = 1, max = INT32_MAX, default = 1 },
     interval = M.duration { min = 1, default = "1m" },
     delay = M.duration { default = "1s" },
   },

@@ -117,7 +117,11 @@ end
 Context.operator_list_state = unavailable("ctx:operator_list_state")
 Context.union_list_state = unavailable("ctx:union_list_state")
 Context.broadcast_state = unavailable("ctx:broadcast_state")
-Context.is_restored = function() return false end
+-- Flink's isRestored(): the job started from a checkpoint (whether or not
+-- this operator had state in it).
+function Context:is_restored()
+  return self._restored
+end
 
 -- ctx.timers: Flink's TimerService for the current key and namespace.
 local Timers = {}
@@ -168,13 +172,15 @@ local no_timers = setmetatable({}, {
 
 -- opts: keyed (eddy.Keyed or nil), subtask (0-based), parallelism,
 -- timestamp (function returning the current record's timestamp or nil),
--- clock { now = f, watermark = f, wake_at = f(ts) } for timers
+-- clock { now = f, watermark = f, wake_at = f(ts) } for timers, restored
+-- (the job started from a checkpoint)
 function M.new(opts)
   local ctx = setmetatable({
     _keyed = opts.keyed,
     _subtask = opts.subtask or 0,
     _parallelism = opts.parallelism or 1,
     _timestamp = opts.timestamp or function() return nil end,
+    _restored = opts.restored or false,
     _states = { value = {}, list = {}, map = {}, reducing = {}, aggregating = {} },
     timers = no_timers,
   }, Context)

@@ -175,7 +175,15 @@ function Job:_starting_point(vertices)
       plan.check_restore(self, vertices, info)
       self.job_id = base_name(folder)
       io.stderr:write(("eddy: resuming %s from %s\n"):format(conf.name, info.path))
-      return info.path, info.id + 1
+      -- ids are never reused: not even those of damaged checkpoints passed
+      -- over, whose folders are still there
+      local highest = info.id
+      for _, e in ipairs(core.checkpoints_list(folder)) do
+        if e.id > highest then
+          highest = e.id
+        end
+      end
+      return info.path, highest + 1
     end
     io.stderr:write(("eddy: no completed checkpoint of %s in %s: starting from the beginning\n")
       :format(conf.name, dir))
@@ -192,16 +200,21 @@ function Job:_attempt(vertices, restore_from, next_id)
   for _, n in ipairs(self.nodes) do
     self.reports[n] = {}
   end
+  self._restoring = restore_from ~= nil
   local cj = plan.build(self, vertices)
   if ck.interval then
-    cj:enable_checkpoints {
+    local ok, err = pcall(cj.enable_checkpoints, cj, {
       interval = ck.interval, timeout = ck.timeout, min_pause = ck.min_pause,
       max_concurrent = ck.max_concurrent, mode = ck.mode, unaligned = ck.unaligned,
       aligned_timeout = ck.aligned_timeout, tolerable_failures = ck.tolerable_failures,
       retained = ck.retained, dir = (ck.dir or default_checkpoint_dir()):gsub("^file://", ""),
       job_id = self.job_id, name = conf.name, compression = ck.compression, level = ck.zstd_level,
       next_id = next_id, trace = conf.trace,
-    }
+    })
+    if not ok then
+      error(("eddy.job: checkpoint.dir: cannot keep checkpoints in %s: %s"):format(
+        ck.dir or default_checkpoint_dir(), tostring(err):gsub("^eddy: ", "")), 0)
+    end
   end
   if restore_from then
     cj:restore(restore_from)

@@ -188,11 +188,26 @@ local function state_uid(n)
 end
 M.state_uid = state_uid
 
--- A vertex's files in a checkpoint are named after it: its first uid,
--- made safe for file names, after its index (which keeps names apart).
+-- FNV-1a, 32 bits: a short tag that keeps shortened names apart.
+local function fnv1a(s)
+  local h = 2166136261
+  for i = 1, #s do
+    h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff
+  end
+  return ("%08x"):format(h)
+end
+
+-- A vertex's files in a checkpoint are named after its first operator's
+-- uid (the keyed one, in a keyed vertex), so state finds its operator
+-- again however the rest of the graph changed, as Flink matches state by
+-- operator uid. A uid that is not a plain file name, or a long one, is
+-- shortened and tagged with its hash.
 local function vertex_uid(v)
-  local uid = v.nodes[1].uid or "vertex"
-  return ("%d-%s"):format(v.id, (uid:gsub("[^%w_-]", "_")))
+  local uid = state_uid(v.nodes[1])
+  if #uid <= 64 and uid:match("^[%w_][%w_.-]*$") then
+    return uid
+  end
+  return uid:sub(1, 40):gsub("[^%w_-]", "_") .. "-" .. fnv1a(uid)
 end
 
 local function open_subtask(job, v, task, keyed, restored)
@@ -265,6 +280,7 @@ local function open_subtask(job, v, task, keyed, restored)
         parallelism = task:parallelism(),
         timestamp = timestamp,
         clock = { now = now, wake_at = wake_at, watermark = function() return received.watermark end },
+        restored = job._restoring,
       },
       clock = { now = now, wake_at = wake_at },
       config = job.config,
@@ -367,13 +383,13 @@ function M.check_restore(job, vertices, info)
     by_uid[vertex_uid(v)] = v
   end
   local where = "eddy.job: restore from " .. info.path
+  local missing, seen = {}, {}
   for _, st in ipairs(info.subtasks) do
     local v = by_uid[st.uid]
     if v == nil then
-      if not job.config.allow_non_restored_state then
-        error(("%s: the checkpoint holds state of operator %s (%s), which this job does not have; "
-          .. "allow_non_restored_state = true (--allow-non-restored-state) drops it")
-          :format(where, st.uid, st.vertex or "?"), 0)
+      if not seen[st.uid] then
+        seen[st.uid] = true
+        missing[#missing + 1] = ("%s (%s)"):format(st.uid, st.vertex or "?")
       end
     elseif st.parallelism ~= v.parallelism then
       error(("%s: %s ran at parallelism %d and now has %d; changing the parallelism of a "
@@ -384,10 +400,24 @@ function M.check_restore(job, vertices, info)
         .. "state cannot change"):format(where, v.name, st.max_parallelism, v.max_parallelism), 0)
     end
   end
+  if #missing > 0 and not job.config.allow_non_restored_state then
+    error(("%s: the checkpoint holds state of operator%s %s, which this job does not have; "
+      .. "allow_non_restored_state = true (--allow-non-restored-state) drops it")
+      :format(where, #missing > 1 and "s" or "", table.concat(missing, ", ")), 0)
+  end
 end
 
 -- The runtime job for one run (a restart builds a new one).
 function M.build(job, vertices)
+  local names = {}
+  for _, v in ipairs(vertices) do
+    local name = vertex_uid(v)
+    if names[name] then
+      error(("eddy.job: %s and %s would keep their state under the same name %q: give one "
+        .. "another uid"):format(names[name].name, v.name, name), 0)
+    end
+    names[name] = v
+  end
   local cj = core.job_new()
   if job.config.processing_time == "manual" then
     cj:use_manual_clock(0)

@@ -78,11 +78,38 @@ function Collected:values()
   return self._values
 end
 
+-- Exactly once through restarts: each subtask's checkpoints count what it
+-- collected, and a restarted subtask takes back what it collected after
+-- the checkpoint it starts from (all of it, without one), as it will
+-- collect that again.
 function Stream:collect()
-  local collected = setmetatable({ _values = {} }, Collected)
-  sink_node(self, "collect", function()
-    local values = collected._values
-    return { push = function(v) values[#values + 1] = v end }
+  local collected = setmetatable({ _values = {}, _owners = {} }, Collected)
+  sink_node(self, "collect", function(env)
+    local values, owners = collected._values, collected._owners
+    local me = env.task:index()
+    local count = env.restored and env.restored.count or 0
+    local n, mine = 0, 0
+    for i = 1, #values do
+      local owner = owners[i]
+      if owner == me then
+        mine = mine + 1
+      end
+      if owner ~= me or mine <= count then
+        n = n + 1
+        values[n], owners[n] = values[i], owner
+      end
+    end
+    for i = #values, n + 1, -1 do
+      values[i], owners[i] = nil, nil
+    end
+    return {
+      push = function(v)
+        count = count + 1
+        values[#values + 1] = v
+        owners[#owners + 1] = me
+      end,
+      snapshot = function() return { count = count } end,
+    }
   end)
   return collected
 end

@@ -282,6 +282,12 @@ function M.process_instance(env, fns, keyed)
   }
   if keyed then
     local driver = context.keyed_driver(fns, ctx, out, env.set_timestamp)
+    -- processing-time timers restored from a checkpoint need the alarm
+    -- set, as Flink's timer service does when it starts
+    local first_due = driver.next_processing()
+    if first_due then
+      env.clock.wake_at(first_due)
+    end
     function inst.watermark(wm)
       driver.advance_watermark(wm)
       env.emit_watermark(wm)

@@ -279,9 +279,11 @@ describe("checkpoints", function()
       local kept = folders(job, "^chk%-%d+$")
       assert.equal(2, #kept)
       damage.how(job .. "/" .. kept[2])
-      err, code = run_job(dir, { INTERVAL = "10ms", RATE = "40000" }, "--resume")
+      -- without restarts: a reused checkpoint id would fail the job
+      err, code = run_job(dir, { INTERVAL = "10ms", RATE = "40000", RESTART = "none" }, "--resume")
       assert.equal(0, code, err)
-      assert.truthy(err:find(kept[2] .. " is damaged", 1, true), damage.what .. ": " .. err)
+      assert.truthy(err:find(job .. "/" .. kept[2] .. " is damaged", 1, true), damage.what .. ": " .. err)
+      assert.truthy(err:find("falling back to " .. kept[1], 1, true), damage.what .. ": " .. err)
       assert.truthy(err:find(damage.says, 1, true), damage.what .. ": " .. err)
       assert.truthy(err:find("resuming counts from " .. job .. "/" .. kept[1], 1, true), err)
       assert_nothing_lost(dir, damage.what)
@@ -416,6 +418,127 @@ describe("checkpoints", function()
     _, e, status = run.sh(("%s run -s %s --allow-non-restored-state %s"):format(run.quote(run.exe),
       run.quote(chk), run.quote(path)))
     assert.equal(0, status, e)
+  end)
+
+  it("take a final checkpoint once everything finished, so a late failure repeats nothing", function()
+    local dir = run.tmpdir()
+    -- close fails once, after the input ended and the output was committed
+    local path = run.write(dir .. "/late.lua", [[
+      local out_dir, chk_dir, marker = ...
+      local job = eddy.job { name = "late", checkpoint = { interval = "20ms", dir = chk_dir },
+                             restart = { strategy = "fixed_delay", attempts = 2, delay = "1ms" } }
+      job:from_generator { count = 2000, rate = 20000 }
+        :key_by(function(i) return i % 5 end)
+        :process("p", {
+          process = function(ctx, i, out) out(i) end,
+          close = function()
+            local f = io.open(marker)
+            if not f then
+              io.open(marker, "w"):close()
+              error("close fails once")
+            end
+            f:close()
+          end,
+        })
+        :to_file(out_dir, { format = "lines" })
+      job:run()
+    ]])
+    local _, err, code = run.sh(("%s run --trace %s %s %s %s"):format(run.quote(run.exe), run.quote(path),
+      run.quote(dir .. "/out"), run.quote(dir .. "/chk"), run.quote(dir .. "/marker")))
+    assert.equal(0, code, err)
+    assert.truthy(err:find("every subtask finished: the final checkpoint", 1, true), err)
+    assert.truthy(err:find("close fails once", 1, true), err)
+    local p = assert(io.popen("cat " .. run.quote(dir .. "/out") .. "/part-* | sort -n | uniq -c | awk '$1 != 1' | wc -l"))
+    local repeated = p:read("a")
+    p:close()
+    assert.equal("0\n", repeated)
+    assert.equal(2000, #run.lines(committed(dir)))
+  end)
+
+  it("restore processing-time timers, tell is_restored and collect exactly once", function()
+    local dir = run.tmpdir()
+    local path = run.write(dir .. "/restored.lua", [[
+      local chk_dir = ...
+      local job = eddy.job { name = "restored", checkpoint = { interval = "20ms", dir = chk_dir },
+                             restart = { strategy = "fixed_delay", attempts = 1, delay = "1ms" } }
+      local failed, restored_seen = false, false
+      local fired = job:from_generator { count = 600, rate = 1000 }
+        :map(function(v)
+          if v == 300 and not failed then failed = true; error("boom") end
+          return v
+        end)
+        :key_by(function(v) return v % 3 end)
+        :process("p", {
+          open = function(ctx) restored_seen = restored_seen or ctx:is_restored() end,
+          process = function(ctx, v, out)
+            local s = ctx:value_state("registered")
+            if not s:value() then
+              s:update(true)
+              ctx.timers:register_processing_time(ctx.timers:current_processing_time() + 400)
+            end
+            out(v)
+          end,
+          on_timer = function(ctx, ts, out) out("timer " .. tostring(ctx:key())) end,
+        })
+        :collect()
+      job:run()
+      local values, timers, seen = fired:values(), 0, {}
+      local repeated = 0
+      for _, v in ipairs(values) do
+        if type(v) == "string" then timers = timers + 1
+        elseif seen[v] then repeated = repeated + 1
+        else seen[v] = true end
+      end
+      print(#values, timers, repeated, restored_seen)
+    ]])
+    local out, err, code = run.sh(("%s run %s %s"):format(run.quote(run.exe), run.quote(path),
+      run.quote(dir .. "/chk")))
+    assert.equal(0, code, err)
+    assert.truthy(err:find("restarting from", 1, true), err)
+    assert.equal("603\t3\t0\ttrue\n", out)
+  end)
+
+  it("do not stall alignment on the barriers of a declined checkpoint", function()
+    local dir = run.tmpdir()
+    local path = run.write(dir .. "/declined.lua", [[
+      local chk_dir = ...
+      local core = require "eddy.core"
+      local job = eddy.job { name = "declined", checkpoint = { interval = "200ms", dir = chk_dir,
+                                                               tolerable_failures = 5 },
+                             restart = { strategy = "none" } }
+      local function source(name, decline_first)
+        local n, ready, snapshots = 0, false, 0
+        return job:source {
+          name = name,
+          next = function()
+            ready = not ready
+            if not ready then return false end
+            n = n + 1
+            return n <= 80 and { s = name, n = n } or nil
+          end,
+          snapshot = function()
+            snapshots = snapshots + 1
+            if decline_first and snapshots == 1 then error("declined by " .. name) end
+            return n
+          end,
+          restore = function(_, pos) n = pos end,
+        }
+      end
+      local last, longest = core.monotonic_ms(), 0
+      source("a", false):union(source("b", true)):sink(function(r)
+        if r.s == "a" then
+          local now = core.monotonic_ms()
+          longest = math.max(longest, now - last)
+          last = now
+        end
+      end)
+      local result = job:run()
+      print(result.checkpoints[1].status, longest < 150)
+    ]])
+    local out, err, code = run.sh(("%s run %s %s"):format(run.quote(run.exe), run.quote(path),
+      run.quote(dir .. "/chk")))
+    assert.equal(0, code, err)
+    assert.equal("failed\ttrue\n", out)
   end)
 
   it("trace every barrier event with --trace", function()

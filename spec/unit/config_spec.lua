@@ -407,9 +407,9 @@ describe("eddy.config", function()
           err(config.job, { state_backend = { options = { block_size = 0 } } }))
         assert.equal("eddy.job: checkpoint.zstd_level: expected an integer from 1 to 19, got 22",
           err(config.job, { checkpoint = { zstd_level = 22 } }))
-        assert.equal("eddy.job: checkpoint.retained: expected an integer >= 1, got 0",
+        assert.equal("eddy.job: checkpoint.retained: expected an integer from 1 to 2147483647, got 0",
           err(config.job, { checkpoint = { retained = 0 } }))
-        assert.equal("eddy.job: checkpoint.tolerable_failures: expected an integer >= 0, got -1",
+        assert.equal("eddy.job: checkpoint.tolerable_failures: expected an integer from 0 to 2147483647, got -1",
           err(config.job, { checkpoint = { tolerable_failures = -1 } }))
         assert.equal("eddy.job: state_backend.memory.write_buffer_ratio: expected a number > 0 and < 1, got 1",
           err(config.job, { state_backend = { memory = { write_buffer_ratio = 1 } } }))

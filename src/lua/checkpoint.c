@@ -14,13 +14,17 @@ typedef struct damaged_list {
   lua_State *L;
   int table;
   lua_Integer n;
+  const char *dir;
 } damaged_list;
 
 static void note_damaged(void *ud, const char *name, const char *why, const char *next)
 {
   damaged_list *d = ud;
-  lua_pushfstring(d->L, "%s is damaged (%s): %s", name, why,
-                  next ? next : "no older checkpoint to fall back to");
+  if (next)
+    lua_pushfstring(d->L, "%s/%s is damaged (%s): falling back to %s", d->dir, name, why, next);
+  else
+    lua_pushfstring(d->L, "%s/%s is damaged (%s): no older checkpoint to fall back to", d->dir,
+                    name, why);
   lua_rawseti(d->L, d->table, ++d->n);
 }
 
@@ -30,7 +34,7 @@ static int l_checkpoint_latest(lua_State *L)
 {
   const char *dir = luaL_checkstring(L, 1);
   lua_newtable(L);
-  damaged_list d = {L, lua_gettop(L), 0};
+  damaged_list d = {L, lua_gettop(L), 0, dir};
   eddy_err err;
   eddy_chk *c;
   int rc = eddy_store_latest(dir, &c, note_damaged, &d, &err);

@@ -157,6 +157,8 @@ struct ckpt_coordinator {
   int64_t last_completion; /* processing time of the last completion */
   int64_t last_success;    /* its id */
   int failures;            /* consecutive counted failures */
+  int64_t final_id;        /* the checkpoint taken once all finished, 0 none */
+  int final_completed;
   pending *pending;        /* oldest first */
   int npending;
   int ntasks;
@@ -166,7 +168,8 @@ struct ckpt_coordinator {
   pthread_t thread;
   int thread_started;
   pthread_mutex_t lock;
-  pthread_cond_t wake;
+  pthread_cond_t wake;    /* work for the writer */
+  pthread_cond_t written; /* work done by the writer */
   work *todo, *todo_tail;
   work *done, *done_tail;
   int stop;
@@ -289,6 +292,7 @@ static void *writer_main(void *arg)
     else
       c->done = w;
     c->done_tail = w;
+    pthread_cond_signal(&c->written);
   }
   pthread_mutex_unlock(&c->lock);
   return NULL;
@@ -352,6 +356,7 @@ int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg
   c->last_success = 0;
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
+  pthread_cond_init(&c->written, NULL);
   job->ckpt = c;
   eddy_err err;
   if (eddy_store_open(c->dir, c->job_id, NULL, &c->store, &err) != EDDY_OK)
@@ -433,6 +438,7 @@ void ckpt_free(eddy_job *job)
   eddy_store_close(c->store);
   pthread_mutex_destroy(&c->lock);
   pthread_cond_destroy(&c->wake);
+  pthread_cond_destroy(&c->written);
   free(c->dir);
   free(c->job_id);
   free(c->job_name);
@@ -492,13 +498,16 @@ static int abort_pending(eddy_job *job, pending *p, int counted, const char *fmt
       }
     }
   }
-  if (counted && p->id > c->last_success) {
+  /* INT32_MAX tolerates any number, as Integer.MAX_VALUE does in Flink */
+  if (counted && p->id > c->last_success && c->cfg.tolerable_failures != INT32_MAX) {
     c->failures++;
-    if (c->failures > c->cfg.tolerable_failures)
+    if (c->failures > c->cfg.tolerable_failures) {
+      c->failures = 0;
       return eddy_seterr(&job->err, EDDY_EIO,
                          "Exceeded checkpoint tolerable failure threshold (%d): checkpoint "
                          "%lld: %s",
                          c->cfg.tolerable_failures, (long long)p->id, reason);
+    }
   }
   return EDDY_OK;
 }
@@ -786,9 +795,11 @@ static int commit(eddy_job *job, pending *p, int64_t now)
   snprintf(path, sizeof path, "%s", eddy_chk_writer_path(p->writer));
   int rc = eddy_chk_commit(p->writer, extra, &err);
   p->writer = NULL; /* committed or aborted by commit itself */
-  if (rc != EDDY_OK)
-    return abort_pending(job, p, 1, "%s", err.msg);
+  if (rc != EDDY_OK) /* FINALIZE_CHECKPOINT_FAILURE: not counted */
+    return abort_pending(job, p, 0, "%s", err.msg);
   h->info.status = EDDY_CKPT_COMPLETED;
+  if (c->final_id != 0 && p->id >= c->final_id)
+    c->final_completed = 1;
   h->info.duration_ms = wall_ms() - p->wall_start;
   h->path = strdup(path);
   h->info.path = h->path;
@@ -901,19 +912,50 @@ int ckpt_tick(eddy_job *job, int64_t now, int *progress)
   return trigger(job, now);
 }
 
-int64_t ckpt_next_wakeup(const eddy_job *job)
+int64_t ckpt_next_wakeup(const eddy_job *job, int *writing)
 {
   const ckpt_coordinator *c = job->ckpt;
   int64_t next = c->cfg.interval > 0 ? c->next_trigger : EDDY_NEVER;
+  *writing = 0;
   for (const pending *p = c->pending; p; p = p->next) {
     if (p->aborted)
       continue;
-    if (p->writes > 0 && next > 0)
-      return INT64_MIN; /* the writer is busy: look again at once */
+    if (p->writes > 0)
+      *writing = 1;
     if (p->triggered + c->cfg.timeout + 1 < next)
       next = p->triggered + c->cfg.timeout + 1;
   }
   return next;
+}
+
+void ckpt_wait_writer(eddy_job *job, int64_t ms)
+{
+  ckpt_coordinator *c = job->ckpt;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += (time_t)(ms / 1000);
+  until.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&c->lock);
+  if (c->done == NULL)
+    pthread_cond_timedwait(&c->written, &c->lock, &until);
+  pthread_mutex_unlock(&c->lock);
+}
+
+int ckpt_final(eddy_job *job, int64_t now, int *done)
+{
+  ckpt_coordinator *c = job->ckpt;
+  *done = c->final_completed;
+  if (*done || (c->final_id != 0 && find_pending(c, c->final_id) != NULL))
+    return EDDY_OK;
+  if (c->npending >= c->cfg.max_concurrent)
+    return EDDY_OK; /* the ones in flight end first */
+  c->final_id = c->next_id; /* a failed final checkpoint is taken again */
+  trace(job, c->final_id, NULL, "every subtask finished: the final checkpoint");
+  return trigger(job, now);
 }
 
 /* ---- barriers at a subtask ---- */
@@ -1147,6 +1189,17 @@ int ckpt_barrier(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f)
   int input = input_number(t, ch);
   if (id > ch->barrier)
     ch->barrier = id;
+  if (find_pending(c, id) == NULL) {
+    /* given up already (declined, expired, subsumed): its barriers still
+     * in flight change nothing, but on an unaligned channel one still ends
+     * what was recorded for it */
+    if (ch->recording != 0 && ch->recording == id) {
+      ch->recording = 0;
+      t->recording--;
+      return maybe_finish_unaligned(job, t);
+    }
+    return EDDY_OK;
+  }
   if (c->cfg.mode == EDDY_CKPT_AT_LEAST_ONCE) {
     trace(job, id, t, "barrier received on input %d (from %s)", input,
           producer_name(job, ch, from, sizeof from));

@@ -805,12 +805,19 @@ static int run_inline(eddy_job *job)
         }
       }
     }
-    if (running == 0)
-      return EDDY_OK;
-    if (progress)
+    if (running == 0) {
+      int done = 1;
+      if (job->ckpt != NULL && (rc = ckpt_final(job, now, &done)) != EDDY_OK)
+        return rc;
+      if (done)
+        return EDDY_OK;
+    } else if (progress) {
       continue;
-    /* Nothing could move: everyone waits for processing time. */
-    int64_t next = job->ckpt != NULL ? ckpt_next_wakeup(job) : EDDY_NEVER;
+    }
+    /* Nothing could move: everyone waits for processing time, or for the
+     * checkpoint writer. */
+    int writing = 0;
+    int64_t next = job->ckpt != NULL ? ckpt_next_wakeup(job, &writing) : EDDY_NEVER;
     for (int vi = 0; vi < job->nvertices; vi++) {
       vertex *v = &job->vertices[vi];
       for (int i = 0; i < v->parallelism; i++) {
@@ -822,6 +829,14 @@ static int run_inline(eddy_job *job)
         if (v->is_source && t->wait_until > now && t->wait_until < next)
           next = t->wait_until;
       }
+    }
+    if (writing) {
+      /* Time may not jump while a checkpoint is written: its completion
+       * comes first, in wall time. */
+      int64_t ms = job->manual_clock || next - now > 100 ? 100 : next - now;
+      if (ms > 0)
+        ckpt_wait_writer(job, ms);
+      continue;
     }
     if (next == EDDY_NEVER && job->manual_clock)
       return eddy_seterr(&job->err, EDDY_EINVAL,
@@ -869,9 +884,10 @@ int eddy_job_run(eddy_job *job)
   }
   if (rc == EDDY_OK)
     rc = run_inline(job);
-  /* The end of the input is final: what transactional sinks prepared
-   * since the last checkpoint is committed. */
-  for (int vi = 0; rc == EDDY_OK && vi < job->nvertices; vi++) {
+  /* Without checkpoints, the end of the input is final: what
+   * transactional sinks prepared is committed. (With them, the final
+   * checkpoint's completion did it.) */
+  for (int vi = 0; rc == EDDY_OK && job->ckpt == NULL && vi < job->nvertices; vi++) {
     vertex *v = &job->vertices[vi];
     for (int i = 0; rc == EDDY_OK && i < v->parallelism; i++) {
       eddy_task *t = &v->tasks[i];

@@ -142,7 +142,16 @@ vertex *job_vertex_of(const eddy_task *t);
 
 /* checkpoint.c, called by the executor */
 int ckpt_tick(eddy_job *job, int64_t now, int *progress);
-int64_t ckpt_next_wakeup(const eddy_job *job);
+/* When the coordinator next needs the executor (a trigger, a timeout);
+ * *writing says that the writer thread has work in hand. */
+int64_t ckpt_next_wakeup(const eddy_job *job, int *writing);
+/* Waits until the writer thread finished something, at most ms. */
+void ckpt_wait_writer(eddy_job *job, int64_t ms);
+/* Every subtask finished: one last checkpoint, in which all are finished,
+ * is taken at once (Flink takes the next periodic one), and the job ends
+ * when it completed (*done): sinks commit on it, and a restore from it
+ * runs nothing again. */
+int ckpt_final(eddy_job *job, int64_t now, int *done);
 int ckpt_barrier(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f);
 int ckpt_input_ended(eddy_job *job, eddy_task *t, channel *ch);
 /* Between batches of a subtask that is aligning: past aligned_timeout it
