@@ -2,8 +2,9 @@
  * The heap backend through the public functions of backend.h: what every
  * backend must do (absent rows, overwrites, namespaces, lists, maps, sorted
  * output, snapshot cursors) plus the argument checks of the wrappers, whose
- * messages end up in front of users; and the copy-on-write snapshots of
- * checkpoints, read by a second thread while the main thread writes.
+ * messages end up in front of users; the copy-on-write snapshots of
+ * checkpoints, read by a second thread while the main thread writes; and
+ * restores, which hand whole rows over in bulk.
  */
 #include "test.h"
 
@@ -1706,6 +1707,362 @@ static void thread_churn(eddy_backend *b, const uint32_t *ids, int ops)
   }
 }
 
+/* ---- restoring: whole rows in bulk ---- */
+
+/* The payload of a map row: user key u -> value u * 10 + ver, u < n. */
+static size_t map_payload(int n, int ver, unsigned char *out)
+{
+  size_t len = 0;
+  for (int u = 0; u < n; u++) {
+    out[len++] = (unsigned char)u;
+    out[len++] = (unsigned char)((u * 10 + ver) % 128);
+  }
+  return len;
+}
+
+/* Restores key i's rows of every state the way a snapshot hands them
+ * over, key group by key group and state by state; rows come back as get,
+ * list_get and map_entries give them. */
+enum { RN = 3000 };
+
+static int restore_kg[RN];
+
+static void restore_all(eddy_backend *b, const uint32_t *ids, int ver)
+{
+  enc ns = mp_window(5, 6);
+  unsigned char buf[64];
+  for (int g = 0; g < MAXP; g++)
+    for (int st = 0; st < 3; st++)
+      for (int i = 0; i < RN; i++) {
+        if (restore_kg[i] != g)
+          continue;
+        enc key = mp_int(i), v = stress_value(i, ver);
+        eddy_row r = row_of(ids[st], g, &key, i % 4 == 0 ? &ns : NULL);
+        int rc;
+        if (st == 0)
+          rc = eddy_backend_restore_row(b, &r, v.data, v.len);
+        else if (st == 1)
+          rc = eddy_backend_restore_row(b, &r, buf, fault_list(i, 1 + i % 9, buf));
+        else
+          rc = eddy_backend_restore_row(b, &r, buf, map_payload(1 + i % 5, ver, buf));
+        if (rc != EDDY_OK)
+          CHECK(!"restore_row failed");
+      }
+  CHECK_EQ_INT(eddy_backend_restore_done(b), EDDY_OK);
+}
+
+/* Whether key i's rows are what restore_all(ver) gave them. */
+static int restored_right(eddy_backend *b, const uint32_t *ids, int i, int ver)
+{
+  enc ns = mp_window(5, 6), key = mp_int(i), v = stress_value(i, ver);
+  unsigned char want[64];
+  eddy_slice got;
+  int bad = 0;
+  eddy_row r = row_of(ids[0], restore_kg[i], &key, i % 4 == 0 ? &ns : NULL);
+  bad += eddy_backend_get(b, &r, &got) != EDDY_OK || got.len != v.len ||
+         memcmp(got.data, v.data, v.len) != 0;
+  r.state = ids[1];
+  size_t n = fault_list(i, 1 + i % 9, want);
+  bad += eddy_backend_list_get(b, &r, &got) != EDDY_OK || got.len != n ||
+         memcmp(got.data, want, n) != 0;
+  r.state = ids[2];
+  n = map_payload(1 + i % 5, ver, want);
+  bad += eddy_backend_map_entries(b, &r, &got) != EDDY_OK || got.len != n ||
+         memcmp(got.data, want, n) != 0;
+  return bad;
+}
+
+static void count_rows(eddy_backend *b, uint32_t state, int want)
+{
+  eddy_backend_cursor *c;
+  eddy_row r;
+  eddy_slice v;
+  int rows = 0;
+  CHECK_EQ_INT(eddy_backend_cursor_open(b, state, &c), EDDY_OK);
+  while (eddy_backend_cursor_next(c, &r, &v) == EDDY_OK)
+    rows++;
+  eddy_backend_cursor_close(c);
+  CHECK_EQ_INT(rows, want);
+}
+
+static void test_restore(void)
+{
+  eddy_backend *b = new_backend(0, MAXP - 1);
+  uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                     reg(b, "m", EDDY_STATE_MAP)};
+  for (int i = 0; i < RN; i++) {
+    enc key = mp_int(i);
+    CHECK_EQ_INT(eddy_key_group(key.data, key.len, MAXP, &restore_kg[i]), EDDY_OK);
+  }
+  restore_all(b, ids, 1);
+  int bad = 0;
+  for (int i = 0; i < RN; i++)
+    bad += restored_right(b, ids, i, 1);
+  CHECK_EQ_INT(bad, 0);
+  for (int st = 0; st < 3; st++)
+    count_rows(b, ids[st], RN);
+
+  /* restored rows change like any others: values in place, shorter and
+   * longer, lists grown past their restored size, maps changed, rows
+   * cleared (the leak and address checkers watch the payloads that live
+   * inside their rows) */
+  enc k7 = mp_int(7), k8 = mp_int(8), k9 = mp_int(9), k10 = mp_int(10);
+  enc same = stress_value(7, 2), shorter = mp_int(1),
+      longer = mp_str("a value longer than any the restore gave this key at all");
+  eddy_row r7 = row_of(ids[0], restore_kg[7], &k7, NULL);
+  CHECK_EQ_INT(eddy_backend_put(b, &r7, same.data, same.len), EDDY_OK);
+  check_value(b, &r7, &same);
+  CHECK_EQ_INT(eddy_backend_put(b, &r7, shorter.data, shorter.len), EDDY_OK);
+  check_value(b, &r7, &shorter);
+  CHECK_EQ_INT(eddy_backend_put(b, &r7, longer.data, longer.len), EDDY_OK);
+  check_value(b, &r7, &longer);
+  eddy_row l9 = row_of(ids[1], restore_kg[9], &k9, NULL);
+  unsigned char want[256];
+  size_t n = fault_list(9, 1 + 9 % 9, want);
+  eddy_slice got;
+  CHECK_EQ_INT(eddy_backend_list_get(b, &l9, &got), EDDY_OK);
+  for (int j = 0; j < 100; j++) {
+    want[n++] = (unsigned char)j;
+    CHECK_EQ_INT(eddy_backend_list_append(b, &l9, &want[n - 1], 1), EDDY_OK);
+  }
+  check_list(b, &l9, want, n);
+  /* a restored list appended to itself */
+  eddy_row l10 = row_of(ids[1], restore_kg[10], &k10, NULL);
+  n = fault_list(10, 1 + 10 % 9, want);
+  memcpy(want + n, want, n);
+  CHECK_EQ_INT(eddy_backend_list_get(b, &l10, &got), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &l10, got.data, got.len), EDDY_OK);
+  check_list(b, &l10, want, 2 * n);
+  eddy_row m9 = row_of(ids[2], restore_kg[9], &k9, NULL);
+  enc uk = mp_int(77), uv = mp_str("a new entry of a restored map");
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m9, uk.data, uk.len, uv.data, uv.len), EDDY_OK);
+  unsigned char u0 = 0, big[300];
+  memset(big, 0x41, sizeof big); /* fixints */
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m9, &u0, 1, big, 1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &m9, &u0, 1, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, big, 1);
+  CHECK_EQ_INT(eddy_backend_map_remove(b, &m9, &u0, 1), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &m9, &u0, 1, &got), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_backend_map_get(b, &m9, uk.data, uk.len, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, uv.data, uv.len);
+  enc ns = mp_window(5, 6); /* keys 0, 4, 8... have a namespace */
+  eddy_row r8 = row_of(ids[0], restore_kg[8], &k8, &ns);
+  CHECK_EQ_INT(eddy_backend_clear(b, &r8), EDDY_OK);
+  check_absent(b, &r8);
+  CHECK_EQ_INT(restored_right(b, ids, 11, 1), 0);
+  count_rows(b, ids[0], RN - 1);
+  count_rows(b, ids[1], RN);
+  count_rows(b, ids[2], RN);
+
+  /* a snapshot sees the restored rows as they were while they change */
+  eddy_backend_snapshot *snap;
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, &snap), EDDY_OK);
+  enc k12 = mp_int(12), after = mp_str("changed after the snapshot");
+  eddy_row r12 = row_of(ids[0], restore_kg[12], &k12, &ns);
+  CHECK_EQ_INT(eddy_backend_put(b, &r12, after.data, after.len), EDDY_OK);
+  eddy_row m12 = row_of(ids[2], restore_kg[12], &k12, &ns);
+  CHECK_EQ_INT(eddy_backend_map_put(b, &m12, uk.data, uk.len, uv.data, uv.len), EDDY_OK);
+  eddy_row l12 = row_of(ids[1], restore_kg[12], &k12, &ns);
+  CHECK_EQ_INT(eddy_backend_list_append(b, &l12, "\x05", 1), EDDY_OK);
+  eddy_row sr;
+  eddy_slice sv;
+  int seen = 0, stale = 0;
+  while (eddy_backend_snapshot_next(snap, &sr, &sv) == EDDY_OK) {
+    if (sr.key_len != k12.len || memcmp(sr.key, k12.data, k12.len) != 0)
+      continue;
+    seen++;
+    if (sr.state == ids[0]) {
+      enc v = stress_value(12, 1);
+      stale += sv.len != v.len || memcmp(sv.data, v.data, v.len) != 0;
+    } else if (sr.state == ids[1]) {
+      stale += sv.len != fault_list(12, 1 + 12 % 9, want) || memcmp(sv.data, want, sv.len) != 0;
+    } else {
+      stale += sv.len != map_payload(1 + 12 % 5, 1, want) || memcmp(sv.data, want, sv.len) != 0;
+    }
+  }
+  CHECK_EQ_INT(seen, 3);
+  CHECK_EQ_INT(stale, 0);
+  check_value(b, &r12, &after);
+
+  /* restoring again while the snapshot is open replaces the rows the
+   * snapshot still reads, and the snapshot keeps them */
+  eddy_backend_snapshot *snap2;
+  CHECK_EQ_INT(eddy_backend_snapshot_open(b, &snap2), EDDY_OK);
+  restore_all(b, ids, 2);
+  bad = 0;
+  for (int i = 0; i < RN; i++)
+    bad += restored_right(b, ids, i, 2);
+  CHECK_EQ_INT(bad, 0);
+  for (int st = 0; st < 3; st++)
+    count_rows(b, ids[st], RN); /* replaced, not added; key 8 is back */
+  int rows = 0;
+  stale = 0;
+  while (eddy_backend_snapshot_next(snap2, &sr, &sv) == EDDY_OK) {
+    rows++;
+    if (sr.state == ids[0] && sr.key_len == k7.len && memcmp(sr.key, k7.data, k7.len) == 0)
+      stale += sv.len != longer.len || memcmp(sv.data, longer.data, longer.len) != 0;
+  }
+  CHECK_EQ_INT(rows, 3 * RN - 1); /* without key 8's value */
+  CHECK_EQ_INT(stale, 0);
+  eddy_backend_snapshot_close(snap);
+  eddy_backend_snapshot_close(snap2);
+  eddy_backend_destroy(b);
+}
+
+/* A run of rows that is more than one batch, the same key twice in a run
+ * and in a map's payload (the last one wins, as with put), runs of one
+ * table that come back after another table's, and rows that replace rows
+ * put before the restore. */
+static void test_restore_runs(void)
+{
+  enum { BIG = 70000 };
+  eddy_backend *b = new_backend(3, 3);
+  uint32_t v = reg(b, "v", EDDY_STATE_VALUE), m = reg(b, "m", EDDY_STATE_MAP);
+  enc before = mp_str("put before the restore"), kept = mp_str("not in the snapshot");
+  enc k0 = mp_int(0), kx = mp_str("not restored");
+  eddy_row r0 = row_of(v, 3, &k0, NULL), rx = row_of(v, 3, &kx, NULL);
+  CHECK_EQ_INT(eddy_backend_put(b, &r0, before.data, before.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_put(b, &rx, kept.data, kept.len), EDDY_OK);
+  for (int i = 0; i < BIG; i++) {
+    enc key = mp_int(i), val = stress_value(i, 3);
+    eddy_row r = row_of(v, 3, &key, NULL);
+    if (eddy_backend_restore_row(b, &r, val.data, val.len) != EDDY_OK)
+      CHECK(!"restore_row failed");
+    if (i % 10000 == 5) {
+      /* another table's run in between */
+      eddy_row rm = row_of(m, 3, &key, NULL);
+      unsigned char p[] = {1, 2, 3, 4, 1, 5}; /* user key 1 twice: 5 wins */
+      CHECK_EQ_INT(eddy_backend_restore_row(b, &rm, p, sizeof p), EDDY_OK);
+    }
+  }
+  /* the same key again, in the last run */
+  enc again = mp_str("restored twice");
+  eddy_row r9 = row_of(v, 3, &(enc){{0x09}, 1}, NULL);
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r9, again.data, again.len), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_restore_done(b), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_restore_done(b), EDDY_OK); /* nothing left: fine */
+
+  int bad = 0;
+  for (int i = 0; i < BIG; i++) {
+    enc key = mp_int(i), want = i == 9 ? again : stress_value(i, 3);
+    eddy_row r = row_of(v, 3, &key, NULL);
+    eddy_slice got;
+    bad += eddy_backend_get(b, &r, &got) != EDDY_OK || got.len != want.len ||
+           memcmp(got.data, want.data, want.len) != 0;
+  }
+  CHECK_EQ_INT(bad, 0);
+  check_value(b, &rx, &kept);
+  count_rows(b, v, BIG + 1);
+  count_rows(b, m, BIG / 10000);
+  enc k5 = mp_int(5);
+  eddy_row m5 = row_of(m, 3, &k5, NULL);
+  eddy_slice got;
+  unsigned char entries[] = {1, 5, 3, 4};
+  CHECK_EQ_INT(eddy_backend_map_entries(b, &m5, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, entries, sizeof entries);
+
+  /* a restore that is never said to be done leaves nothing behind either */
+  enc val = mp_int(1);
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r0, val.data, val.len), EDDY_OK);
+  eddy_backend_destroy(b);
+}
+
+/* What restore_row refuses, and why. */
+static void test_restore_bad_rows(void)
+{
+  eddy_backend *b = new_backend(10, 20);
+  uint32_t v = reg(b, "v", EDDY_STATE_VALUE), m = reg(b, "m", EDDY_STATE_MAP);
+  enc key = mp_int(1), val = mp_int(2);
+  eddy_row r = row_of(v, 10, &key, NULL);
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r, val.data, 0), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "cannot restore an empty row");
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r, NULL, 1), EDDY_EINVAL);
+  r.key_group = 21;
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r, val.data, val.len), EDDY_EINVAL);
+  CHECK(contains(eddy_backend_errmsg(b), "key group 21 is outside"));
+  r.key_group = 10;
+  r.state = 7;
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r, val.data, val.len), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "unknown state id 7");
+  r.state = v;
+  r.key_len = 0;
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &r, val.data, val.len), EDDY_EINVAL);
+  /* a map's payload must be whole entries */
+  eddy_row rm = row_of(m, 10, &key, NULL);
+  unsigned char half[] = {1, 2, 3}, cut[] = {1, 0xa5, 'a'};
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &rm, half, sizeof half), EDDY_EINVAL);
+  CHECK_EQ_STR(eddy_backend_errmsg(b), "state 'm': a map row's payload is not whole entries "
+                                       "at byte 2");
+  CHECK_EQ_INT(eddy_backend_restore_row(b, &rm, cut, sizeof cut), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_backend_restore_done(b), EDDY_OK);
+  count_rows(b, v, 0);
+  count_rows(b, m, 0);
+  eddy_backend_destroy(b);
+}
+
+/* Allocations fail while rows are restored: each failure says so, rows may
+ * be lost but nothing is half there or leaked, and a restore run again
+ * without failures gives everything. */
+static void test_restore_out_of_memory(void)
+{
+  eddy_backend *b = new_backend(0, MAXP - 1);
+  uint32_t ids[3] = {reg(b, "v", EDDY_STATE_VALUE), reg(b, "l", EDDY_STATE_LIST),
+                     reg(b, "m", EDDY_STATE_MAP)};
+  for (int i = 0; i < RN; i++) {
+    enc key = mp_int(i);
+    CHECK_EQ_INT(eddy_key_group(key.data, key.len, MAXP, &restore_kg[i]), EDDY_OK);
+  }
+  enc ns = mp_window(5, 6);
+  unsigned char buf[64];
+  int enomem = 0;
+  for (int round = 0; round < 4; round++) {
+    for (int i = 0; i < RN; i++) {
+      int st = i % 3;
+      enc key = mp_int(i), v = stress_value(i, 1);
+      eddy_row r = row_of(ids[st], restore_kg[i], &key, i % 4 == 0 ? &ns : NULL);
+      fail_one_in = 50;
+      int rc = st == 0   ? eddy_backend_restore_row(b, &r, v.data, v.len)
+               : st == 1 ? eddy_backend_restore_row(b, &r, buf, fault_list(i, 1 + i % 9, buf))
+                         : eddy_backend_restore_row(b, &r, buf, map_payload(1 + i % 5, 1, buf));
+      fail_one_in = 0;
+      CHECK(rc == EDDY_OK || rc == EDDY_ENOMEM);
+      if (rc == EDDY_ENOMEM) {
+        CHECK(contains(eddy_backend_errmsg(b), "out of memory"));
+        enomem++;
+      }
+    }
+    fail_one_in = 3;
+    int rc = eddy_backend_restore_done(b);
+    fail_one_in = 0;
+    CHECK(rc == EDDY_OK || rc == EDDY_ENOMEM);
+    enomem += rc == EDDY_ENOMEM;
+    /* whatever is there is whole */
+    int bad = 0, present[3] = {0, 0, 0};
+    for (int i = 0; i < RN; i++) {
+      int st = i % 3;
+      enc key = mp_int(i);
+      eddy_row r = row_of(ids[st], restore_kg[i], &key, i % 4 == 0 ? &ns : NULL);
+      eddy_slice got;
+      rc = st == 0 ? eddy_backend_get(b, &r, &got)
+           : st == 1 ? eddy_backend_list_get(b, &r, &got)
+                     : eddy_backend_map_entries(b, &r, &got);
+      if (rc == EDDY_ENOTFOUND)
+        continue;
+      present[st]++;
+      enc v = stress_value(i, 1);
+      size_t n = st == 0 ? v.len : st == 1 ? fault_list(i, 1 + i % 9, buf)
+                                           : map_payload(1 + i % 5, 1, buf);
+      bad += rc != EDDY_OK || got.len != n ||
+             memcmp(got.data, st == 0 ? v.data : buf, n) != 0;
+    }
+    CHECK_EQ_INT(bad, 0);
+    for (int st = 0; st < 3; st++)
+      count_rows(b, ids[st], present[st]);
+  }
+  CHECK(FAULTS ? enomem > 10 : enomem == 0);
+  eddy_backend_destroy(b);
+}
+
 /* Two snapshots, each read by its own thread while the main thread keeps
  * changing every row. Built with -fsanitize=thread, this is where
  * ThreadSanitizer checks that a writer thread reads nothing the main thread
@@ -1750,4 +2107,6 @@ TEST_MAIN("heap", TEST(test_create), TEST(test_register), TEST(test_values),
           TEST(test_out_of_memory), TEST(test_out_of_memory_growth),
           TEST(test_snapshot_empty), TEST(test_snapshot_every_kind),
           TEST(test_snapshot_close_orders), TEST(test_snapshot_random),
-          TEST(test_snapshot_out_of_memory), TEST(test_snapshot_threads))
+          TEST(test_snapshot_out_of_memory), TEST(test_snapshot_threads),
+          TEST(test_restore), TEST(test_restore_runs), TEST(test_restore_bad_rows),
+          TEST(test_restore_out_of_memory))

@@ -116,6 +116,16 @@ void *realloc(void *p, size_t n)
 }
 #endif
 
+/* For the test's own buffers, which must not take the engine's faults. */
+static void *malloc_unfailing(size_t n)
+{
+#if FAULTS
+  return __libc_malloc(n);
+#else
+  return malloc(n);
+#endif
+}
+
 static void faults_on(unsigned long n)
 {
   allocs = 0;
@@ -347,9 +357,10 @@ static void check_same(eddy_keyed *const *ks, int nk, int lo, int hi, const eddy
 typedef struct mem {
   eddy_buf buf;
   size_t pos;
-  size_t piece;  /* read hands out at most this much at a time; 0: all */
-  int fail_call; /* this call of read or write fails (1 = the first) */
+  size_t piece;  /* next lends at most this much at a time; 0: all */
+  int fail_call; /* this call of next or write fails (1 = the first) */
   int calls;
+  unsigned char *lent; /* what next lent last */
 } mem;
 
 static int mem_write(void *ud, const void *p, size_t n)
@@ -360,18 +371,25 @@ static int mem_write(void *ud, const void *p, size_t n)
   return eddy_buf_append(&m->buf, p, n);
 }
 
-static int mem_read(void *ud, void *buf, size_t cap, size_t *got)
+/* Lends the stream piece bytes at a time, each piece in a copy of its
+ * own that the next call frees, so that the address checker catches a
+ * restore that reads a piece after it asked for the next one. */
+static int mem_next(void *ud, const void **p, size_t *got)
 {
   mem *m = ud;
+  free(m->lent);
+  m->lent = NULL;
   if (++m->calls == m->fail_call)
     return EDDY_EIO;
   size_t n = m->buf.len - m->pos;
-  if (n > cap)
-    n = cap;
   if (m->piece > 0 && n > m->piece)
     n = m->piece;
-  if (n > 0)
-    memcpy(buf, m->buf.data + m->pos, n);
+  if (n > 0) {
+    m->lent = malloc_unfailing(n);
+    CHECK(m->lent != NULL);
+    memcpy(m->lent, m->buf.data + m->pos, n);
+  }
+  *p = m->lent;
   m->pos += n;
   *got = n;
   return 0;
@@ -382,7 +400,7 @@ static void write_snapshot(eddy_keyed *k, eddy_buf *out)
 {
   eddy_keyed_snapshot *s = NULL;
   eddy_err err = {0, ""};
-  mem m = {EDDY_BUF_INIT, 0, 0, 0, 0};
+  mem m = {EDDY_BUF_INIT, 0, 0, 0, 0, NULL};
   CHECK_EQ_INT(eddy_keyed_snapshot_take(k, &s, &err), EDDY_OK);
   CHECK_EQ_INT(eddy_keyed_snapshot_write(s, mem_write, &m, &err), EDDY_OK);
   eddy_keyed_snapshot_free(s);
@@ -392,8 +410,11 @@ static void write_snapshot(eddy_keyed *k, eddy_buf *out)
 /* Restores bytes into k, handed out piece bytes at a time. */
 static int restore_bytes(eddy_keyed *k, const void *p, size_t n, size_t piece, eddy_err *err)
 {
-  mem m = {{(unsigned char *)p, n, n}, 0, piece, 0, 0};
-  return eddy_keyed_restore(k, mem_read, &m, err);
+  mem m = {{(unsigned char *)p, n, n}, 0, piece, 0, 0, NULL};
+  eddy_keyed_source src = {mem_next, &m, 0};
+  int rc = eddy_keyed_restore(k, &src, err);
+  free(m.lent);
+  return rc;
 }
 
 /* ---- tests ---- */
@@ -688,6 +709,111 @@ static void test_damaged(void)
   eddy_buf_free(&bytes);
 }
 
+/* A source that checks the bytes itself (a checkpoint's file): the
+ * stream's checksum is skipped, but its structure is still checked, and
+ * the source is read to its end, where it reports damage of its own. */
+typedef struct checking {
+  mem m;
+  int fail_at_end; /* next fails when asked for more after the last byte */
+} checking;
+
+static int checking_next(void *ud, const void **p, size_t *n)
+{
+  checking *c = ud;
+  if (c->fail_at_end && c->m.pos == c->m.buf.len) {
+    free(c->m.lent);
+    c->m.lent = NULL;
+    return EDDY_ECORRUPT;
+  }
+  return mem_next(&c->m, p, n);
+}
+
+static int restore_checked(eddy_keyed *k, const eddy_buf *bytes, int fail_at_end,
+                           eddy_err *err)
+{
+  checking c = {{{bytes->data, bytes->len, bytes->len}, 0, 1000, 0, 0, NULL}, fail_at_end};
+  eddy_keyed_source src = {checking_next, &c, 1};
+  int rc = eddy_keyed_restore(k, &src, err);
+  free(c.m.lent);
+  return rc;
+}
+
+static void test_checked_source(void)
+{
+  eddy_keyed *src = make_source(0, MAXP - 1, 60, 1);
+  eddy_buf want, bytes;
+  dump_keyed(&src, 1, 0, MAXP - 1, &want);
+  write_snapshot(src, &bytes);
+  eddy_keyed_free(src);
+  eddy_err err = {0, ""};
+
+  eddy_keyed *dst = new_keyed(MAXP, 0, MAXP - 1);
+  CHECK_EQ_INT(restore_checked(dst, &bytes, 0, &err), EDDY_OK);
+  check_same(&dst, 1, 0, MAXP - 1, &want);
+  eddy_keyed_free(dst);
+
+  /* the source's own check at the end is what fails the restore */
+  dst = new_keyed(MAXP, 0, MAXP - 1);
+  CHECK_EQ_INT(restore_checked(dst, &bytes, 1, &err), EDDY_ECORRUPT);
+  CHECK(contains(err.msg, "reading at byte"));
+  eddy_keyed_free(dst);
+
+  /* a damaged payload: the stream's checksum is not what finds it here
+   * (the source would), yet damage to the structure still is found */
+  unsigned char *val = memmem(bytes.data, bytes.len, "value of version", 16);
+  CHECK(val != NULL);
+  if (val != NULL)
+    *val = 'V';
+  dst = new_keyed(MAXP, 0, MAXP - 1);
+  CHECK_EQ_INT(restore_checked(dst, &bytes, 0, &err), EDDY_OK);
+  eddy_keyed_free(dst);
+  eddy_buf cut = {bytes.data, bytes.len - 3, bytes.len - 3};
+  dst = new_keyed(MAXP, 0, MAXP - 1);
+  CHECK_EQ_INT(restore_checked(dst, &cut, 0, &err), EDDY_ECORRUPT);
+  CHECK(contains(err.msg, "the stream ends at byte"));
+  eddy_keyed_free(dst);
+
+  eddy_buf_free(&want);
+  eddy_buf_free(&bytes);
+}
+
+/* Rows already in k for keys of the snapshot are replaced; others stay. */
+static void test_restore_over_rows(void)
+{
+  eddy_keyed *src = make_source(0, MAXP - 1, 30, 1);
+  eddy_buf bytes;
+  write_snapshot(src, &bytes);
+  eddy_keyed *dst = new_keyed(MAXP, 0, MAXP - 1);
+  uint32_t ids[NSTATES];
+  register_all(dst, ids);
+  eddy_backend *b = eddy_keyed_backend(dst);
+  enc old = mp_strf("before the restore"), other = mp_strf("not in the snapshot");
+  CHECK(use_key(dst, 3));
+  eddy_row r = eddy_keyed_row(dst, ids[S_VALUE]);
+  CHECK_EQ_INT(eddy_backend_put(b, &r, old.data, old.len), EDDY_OK);
+  CHECK(use_key(dst, 1000));
+  r = eddy_keyed_row(dst, ids[S_VALUE]);
+  CHECK_EQ_INT(eddy_backend_put(b, &r, other.data, other.len), EDDY_OK);
+  eddy_keyed_clear_key(dst);
+  eddy_err err = {0, ""};
+  CHECK_EQ_INT(restore_bytes(dst, bytes.data, bytes.len, 0, &err), EDDY_OK);
+  eddy_slice got, want;
+  CHECK(use_key(dst, 3));
+  r = eddy_keyed_row(dst, ids[S_VALUE]);
+  CHECK_EQ_INT(eddy_backend_get(b, &r, &got), EDDY_OK);
+  CHECK(use_key(src, 3));
+  eddy_row rs = eddy_keyed_row(src, ids[S_VALUE]);
+  CHECK_EQ_INT(eddy_backend_get(eddy_keyed_backend(src), &rs, &want), EDDY_OK);
+  CHECK_MEM(got.data, got.len, want.data, want.len);
+  CHECK(use_key(dst, 1000));
+  r = eddy_keyed_row(dst, ids[S_VALUE]);
+  CHECK_EQ_INT(eddy_backend_get(b, &r, &got), EDDY_OK);
+  CHECK_MEM(got.data, got.len, other.data, other.len);
+  eddy_keyed_free(dst);
+  eddy_keyed_free(src);
+  eddy_buf_free(&bytes);
+}
+
 /* A state restored into one registered with another kind. */
 static void test_kind_conflict(void)
 {
@@ -713,7 +839,7 @@ static void test_io_errors_and_misuse(void)
   eddy_keyed *src = make_source(0, MAXP - 1, 50, 1);
   eddy_keyed_snapshot *s = NULL;
   eddy_err err = {0, ""};
-  mem m = {EDDY_BUF_INIT, 0, 0, 0, 0};
+  mem m = {EDDY_BUF_INIT, 0, 0, 0, 0, NULL};
 
   CHECK_EQ_INT(eddy_keyed_snapshot_take(NULL, &s, &err), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_keyed_snapshot_take(src, NULL, &err), EDDY_EINVAL);
@@ -732,11 +858,14 @@ static void test_io_errors_and_misuse(void)
   eddy_buf bytes;
   write_snapshot(src, &bytes);
   eddy_keyed *dst = new_keyed(MAXP, 0, MAXP - 1);
-  mem in = {bytes, 0, 100, 3, 0};
-  CHECK_EQ_INT(eddy_keyed_restore(dst, mem_read, &in, &err), EDDY_EIO);
+  mem in = {bytes, 0, 100, 3, 0, NULL};
+  eddy_keyed_source from = {mem_next, &in, 0}, nothing = {NULL, &in, 0};
+  CHECK_EQ_INT(eddy_keyed_restore(dst, &from, &err), EDDY_EIO);
   CHECK(contains(err.msg, "reading at byte 200 failed"));
-  CHECK_EQ_INT(eddy_keyed_restore(NULL, mem_read, &in, &err), EDDY_EINVAL);
-  CHECK_EQ_INT(eddy_keyed_restore(dst, NULL, &in, &err), EDDY_EINVAL);
+  free(in.lent);
+  CHECK_EQ_INT(eddy_keyed_restore(NULL, &from, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_keyed_restore(dst, NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_keyed_restore(dst, &nothing, &err), EDDY_EINVAL);
   eddy_keyed_free(dst);
   eddy_buf_free(&bytes);
   eddy_keyed_free(src);
@@ -755,7 +884,7 @@ static void test_out_of_memory(void)
   for (unsigned long n = 1;; n++) {
     eddy_keyed_snapshot *s = NULL;
     eddy_err err = {0, ""};
-    mem m = {EDDY_BUF_INIT, 0, 0, 0, 0};
+    mem m = {EDDY_BUF_INIT, 0, 0, 0, 0, NULL};
     faults_on(n);
     int rc = eddy_keyed_snapshot_take(src, &s, &err);
     if (rc == EDDY_OK)
@@ -801,4 +930,4 @@ static void test_out_of_memory(void)
 TEST_MAIN("snapshot", TEST(test_round_trip), TEST(test_empty), TEST(test_big_rows),
           TEST(test_key_group_ranges), TEST(test_write_while_changing), TEST(test_damaged),
           TEST(test_kind_conflict), TEST(test_io_errors_and_misuse),
-          TEST(test_out_of_memory))
+          TEST(test_out_of_memory), TEST(test_checked_source), TEST(test_restore_over_rows))

@@ -1,5 +1,6 @@
 /*
- * Checkpoint storage: round trips through zstd and plain files, the
+ * Checkpoint storage: round trips through zstd and plain files (read,
+ * lent, and read ahead by a thread of the reader's own), the
  * _metadata document, crash leftovers, retention, every kind of damage with
  * the message it gives, fallback to an older checkpoint, listing, file://
  * URIs, and system-call failures (a read-only and a full file system in a
@@ -215,9 +216,17 @@ static int write_chk(eddy_store *s, int64_t id, const char *kind,
   return rc;
 }
 
-/* The whole of file name of c, read cap bytes at a time. */
-static int read_all(eddy_chk *c, const char *name, size_t cap,
-                    unsigned char **out, size_t *len, eddy_err *err)
+/* How read_each reads a file: copied or lent, on the caller's thread or
+ * read ahead by the reader's own. */
+enum { BY_READ, BY_NEXT, AHEAD_READ, AHEAD_NEXT, NWAYS };
+
+static const char *const way_names[NWAYS] = {"read", "next", "read ahead",
+                                             "next ahead"};
+
+/* The whole of file name of c, read cap bytes at a time (by next: as it
+ * is lent), the way given. */
+static int read_each(eddy_chk *c, const char *name, size_t cap, int way,
+                     unsigned char **out, size_t *len, eddy_err *err)
 {
   *out = NULL;
   *len = 0;
@@ -225,27 +234,45 @@ static int read_all(eddy_chk *c, const char *name, size_t cap,
   int rc = eddy_chk_reader_open(c, name, &r, err);
   if (rc != EDDY_OK)
     return rc;
+  if (way >= AHEAD_READ)
+    CHECK_EQ_INT(eddy_chk_reader_ahead(r, err), EDDY_OK);
+  int lend = way == BY_NEXT || way == AHEAD_NEXT;
   size_t have = 0, room = 1 << 16;
   unsigned char *b = malloc(room);
   unsigned char *tmp = malloc(cap);
   for (;;) {
     size_t got;
-    rc = eddy_chk_reader_read(r, tmp, cap, &got, err);
+    const void *lent = NULL;
+    rc = lend ? eddy_chk_reader_next(r, &lent, &got, err)
+              : eddy_chk_reader_read(r, tmp, cap, &got, err);
     if (rc != EDDY_OK || got == 0)
       break;
+    CHECK(!lend || lent != NULL);
     if (have + got > room) {
       while (have + got > room)
         room *= 2;
       b = realloc(b, room);
     }
-    memcpy(b + have, tmp, got);
+    memcpy(b + have, lend ? lent : tmp, got);
     have += got;
   }
   if (rc == EDDY_OK) {
-    /* and the end stays the end */
+    /* and the end stays the end, however it is asked for */
     size_t got = 99;
+    const void *lent = tmp;
     CHECK_EQ_INT(eddy_chk_reader_read(r, tmp, cap, &got, err), EDDY_OK);
     CHECK_EQ_INT(got, 0);
+    got = 99;
+    CHECK_EQ_INT(eddy_chk_reader_next(r, &lent, &got, err), EDDY_OK);
+    CHECK_EQ_INT(got, 0);
+    CHECK(lent == NULL);
+  } else if (way >= AHEAD_READ) {
+    /* and the thread's failure stays one */
+    eddy_err again;
+    size_t got = 99;
+    CHECK_EQ_INT(eddy_chk_reader_read(r, tmp, cap, &got, &again), rc);
+    CHECK_EQ_INT(got, 0);
+    CHECK_EQ_STR(again.msg, err->msg);
   }
   free(tmp);
   eddy_chk_reader_close(r);
@@ -256,6 +283,12 @@ static int read_all(eddy_chk *c, const char *name, size_t cap,
   *out = b;
   *len = have;
   return EDDY_OK;
+}
+
+static int read_all(eddy_chk *c, const char *name, size_t cap,
+                    unsigned char **out, size_t *len, eddy_err *err)
+{
+  return read_each(c, name, cap, BY_READ, out, len, err);
 }
 
 static void flip_byte(const char *path, long off)
@@ -367,15 +400,20 @@ static void test_round_trip(void)
       /* byte-at-a-time only over the small files */
       if (caps[k] < 4096 && files[i].len > 100000)
         continue;
-      unsigned char *got;
-      size_t len;
-      int rc = read_all(c, files[i].name, caps[k], &got, &len, &err);
-      CHECK_EQ_INT(rc, EDDY_OK);
-      if (rc != EDDY_OK)
-        fprintf(stderr, "read %s by %zu: %s\n", files[i].name, caps[k],
-                err.msg);
-      CHECK_MEM(got, len, files[i].data ? files[i].data : got, files[i].len);
-      free(got);
+      for (int way = 0; way < NWAYS; way++) {
+        /* lent pieces have their own size: one cap is enough */
+        if ((way == BY_NEXT || way == AHEAD_NEXT) && k > 0)
+          continue;
+        unsigned char *got;
+        size_t len;
+        int rc = read_each(c, files[i].name, caps[k], way, &got, &len, &err);
+        CHECK_EQ_INT(rc, EDDY_OK);
+        if (rc != EDDY_OK)
+          fprintf(stderr, "%s %s by %zu: %s\n", way_names[way], files[i].name,
+                  caps[k], err.msg);
+        CHECK_MEM(got, len, files[i].data ? files[i].data : got, files[i].len);
+        free(got);
+      }
     }
   }
   /* entries are listed in name order */
@@ -881,20 +919,32 @@ static void test_damage(void)
                               "%016" PRIx64 ", found %016" PRIx64 ")",
                               want, found));
 
-  /* damage after the open is still caught by the reader, naming the file */
+  /* damage after the open is still caught by the reader, naming the file,
+   * in the same words whichever way the file is read */
   job = damage_fixture(dir, data, n);
   CHECK_EQ_INT(eddy_chk_open(pathf("%s/chk-1", job), &c, &err), EDDY_OK);
   flip_byte(pathf("%s/chk-1/a.zst", job), 500);
   flip_byte(pathf("%s/chk-1/b.raw", job), 500);
   unsigned char *got;
   size_t len;
-  CHECK_EQ_INT(read_all(c, "a.zst", 65536, &got, &len, &err), EDDY_ECORRUPT);
-  CHECK(starts_with(err.msg, "chk-1/a.zst: "));
-  CHECK_EQ_INT(read_all(c, "b.raw", 65536, &got, &len, &err), EDDY_ECORRUPT);
-  CHECK(starts_with(err.msg, "chk-1/b.raw: checksum mismatch (expected "));
+  char first[2][EDDY_ERR_MSG_MAX];
+  for (int way = 0; way < NWAYS; way++) {
+    CHECK_EQ_INT(read_each(c, "a.zst", 65536, way, &got, &len, &err), EDDY_ECORRUPT);
+    CHECK(starts_with(err.msg, "chk-1/a.zst: "));
+    if (way == 0)
+      snprintf(first[0], sizeof first[0], "%s", err.msg);
+    CHECK_EQ_STR(err.msg, first[0]);
+    CHECK_EQ_INT(read_each(c, "b.raw", 65536, way, &got, &len, &err), EDDY_ECORRUPT);
+    CHECK(starts_with(err.msg, "chk-1/b.raw: checksum mismatch (expected "));
+    if (way == 0)
+      snprintf(first[1], sizeof first[1], "%s", err.msg);
+    CHECK_EQ_STR(err.msg, first[1]);
+  }
   CHECK(truncate(pathf("%s/chk-1/a.zst", job), 100) == 0);
-  CHECK_EQ_INT(read_all(c, "a.zst", 65536, &got, &len, &err), EDDY_ECORRUPT);
-  CHECK(starts_with(err.msg, "chk-1/a.zst: "));
+  for (int way = 0; way < NWAYS; way++) {
+    CHECK_EQ_INT(read_each(c, "a.zst", 65536, way, &got, &len, &err), EDDY_ECORRUPT);
+    CHECK(starts_with(err.msg, "chk-1/a.zst: "));
+  }
   CHECK(unlink(pathf("%s/chk-1/a.zst", job)) == 0);
   CHECK_EQ_INT(read_all(c, "a.zst", 65536, &got, &len, &err), EDDY_ECORRUPT);
   CHECK_EQ_STR(err.msg, "chk-1/a.zst: missing");
@@ -1250,6 +1300,89 @@ static void test_threads(void)
   rm_tree(dir);
 }
 
+/* Reading ahead, and lending: started after some reads, mixed with reads,
+ * closed long before the end (the thread must stop, not hang or leak),
+ * and the calls it refuses. */
+static void test_read_ahead(void)
+{
+  char *dir = make_tmp();
+  eddy_store *s = open_store(dir, "job");
+  size_t n = (size_t)6 << 20;
+  unsigned char *data = gen_data(n, 5);
+  const spec_file files[] = {{"big.zst", "zstd", data, n, 1 << 16},
+                             {"big.raw", "none", data, n, 1 << 16}};
+  write_chk(s, 1, NULL, files, 2, NULL);
+  eddy_err err;
+  eddy_chk *c = NULL;
+  CHECK_EQ_INT(eddy_chk_open(pathf("%s/job/chk-1", dir), &c, &err), EDDY_OK);
+  if (c == NULL)
+    goto out;
+  unsigned char *buf = malloc(n);
+  for (int f = 0; f < 2; f++) {
+    eddy_chk_reader *r;
+    size_t have = 0, got;
+    const void *p;
+    CHECK_EQ_INT(eddy_chk_reader_open(c, files[f].name, &r, &err), EDDY_OK);
+    /* some bytes read here first, then the thread goes on from there */
+    CHECK_EQ_INT(eddy_chk_reader_read(r, buf, 1000, &got, &err), EDDY_OK);
+    have += got;
+    CHECK_EQ_INT(eddy_chk_reader_ahead(r, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_chk_reader_ahead(r, &err), EDDY_OK); /* once is enough */
+    /* reads and nexts by turns */
+    for (int i = 0;; i++) {
+      if (i % 2) {
+        CHECK_EQ_INT(eddy_chk_reader_next(r, &p, &got, &err), EDDY_OK);
+        if (got > 0 && have + got <= n)
+          memcpy(buf + have, p, got);
+      } else {
+        CHECK_EQ_INT(eddy_chk_reader_read(r, buf + have, have < n ? 77777 : 1, &got, &err),
+                     EDDY_OK);
+      }
+      if (got == 0)
+        break;
+      have += got;
+      if (have > n)
+        break;
+    }
+    CHECK_MEM(buf, have, data, n);
+    CHECK_EQ_INT(eddy_chk_reader_next(r, &p, &got, &err), EDDY_OK);
+    CHECK_EQ_INT(got, 0);
+    eddy_chk_reader_close(r);
+
+    /* a reader closed while its thread is still busy */
+    CHECK_EQ_INT(eddy_chk_reader_open(c, files[f].name, &r, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_chk_reader_ahead(r, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_chk_reader_next(r, &p, &got, &err), EDDY_OK);
+    CHECK(got > 0 && got < n && memcmp(p, data, got) == 0);
+    eddy_chk_reader_close(r);
+    CHECK_EQ_INT(eddy_chk_reader_open(c, files[f].name, &r, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_chk_reader_ahead(r, &err), EDDY_OK);
+    eddy_chk_reader_close(r);
+  }
+
+  /* what the calls refuse */
+  eddy_chk_reader *r;
+  size_t got = 5;
+  const void *p;
+  CHECK_EQ_INT(eddy_chk_reader_ahead(NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_reader_open(c, "big.zst", &r, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_reader_read(r, NULL, 10, &got, &err), EDDY_EINVAL);
+  CHECK_EQ_STR(err.msg, "chk-1/big.zst: a read into no buffer");
+  CHECK_EQ_INT(eddy_chk_reader_next(r, NULL, &got, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_reader_next(r, &p, NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_reader_ahead(r, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_reader_read(r, buf, 0, &got, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_reader_read(r, NULL, 10, &got, &err), EDDY_EINVAL);
+  eddy_chk_reader_close(r);
+  eddy_chk_reader_close(NULL);
+  free(buf);
+out:
+  eddy_chk_close(c);
+  free(data);
+  eddy_store_close(s);
+  rm_tree(dir);
+}
+
 /* ---- system-call failures ---- */
 
 static void test_unwritable(void)
@@ -1593,7 +1726,7 @@ int main(void)
       TEST(test_damage),        TEST(test_latest),
       TEST(test_list),          TEST(test_savepoint),
       TEST(test_uris),          TEST(test_threads),
-      TEST(test_unwritable),    TEST(test_disk_full),
+      TEST(test_read_ahead),    TEST(test_unwritable),    TEST(test_disk_full),
       TEST(test_size_limit)};
   return test_run("storage", cases, sizeof cases / sizeof cases[0]);
 }

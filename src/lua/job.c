@@ -128,10 +128,10 @@ typedef struct part_source {
   eddy_err err;
 } part_source;
 
-static int read_part(void *ud, void *buf, size_t cap, size_t *got)
+static int read_part(void *ud, const void **p, size_t *n)
 {
   part_source *src = ud;
-  return eddy_chk_reader_read(src->r, buf, cap, got, &src->err);
+  return eddy_chk_reader_next(src->r, p, n, &src->err);
 }
 
 /* The keyed state of this subtask in the checkpoint restored from. */
@@ -144,7 +144,13 @@ static int restore_keyed(eddy_task *t, eddy_keyed *k, eddy_err *err)
     return EDDY_OK;
   if (rc != EDDY_OK)
     return rc;
-  rc = eddy_keyed_restore(k, read_part, &src, err);
+  /* decompressing on another thread overlaps with putting the rows in;
+   * if that thread cannot be had, the restore only takes longer */
+  eddy_err ahead_err;
+  eddy_chk_reader_ahead(src.r, &ahead_err);
+  /* the reader checks the file's checksum, which covers every byte */
+  eddy_keyed_source from = {read_part, &src, 1};
+  rc = eddy_keyed_restore(k, &from, err);
   eddy_chk_reader_close(src.r);
   if (rc != EDDY_OK && src.err.code != EDDY_OK)
     eddy_err_copy(err, &src.err); /* the file's own problem says more */
@@ -373,7 +379,16 @@ static void release_task(ltask *lt)
   luaL_unref(L, LUA_REGISTRYINDEX, lt->poll_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->call_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, lt->watermark_ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, lt->keyed_ref); /* the keyed state dies with its userdata */
+  if (lt->keyed_ref != LUA_NOREF) {
+    /* the state goes now, not when the collector finds its userdata: a
+     * restart or the next job reuses the memory instead of growing */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->keyed_ref);
+    eddy_keyed **slot = lua_touserdata(L, -1);
+    eddy_keyed_free(*slot);
+    *slot = NULL;
+    lua_pop(L, 1);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, lt->keyed_ref);
   free(lt);
 }
 

@@ -30,6 +30,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -816,6 +817,10 @@ int eddy_chk_file_open(eddy_chk_writer *w, const char *name,
       file_free(f);
       return rc;
     }
+    /* One zstd worker compresses while this thread serializes state into
+     * it, so the two overlap; a libzstd built without threads refuses,
+     * and compresses on this thread. */
+    (void)ZSTD_CCtx_setParameter(f->cctx, ZSTD_c_nbWorkers, 1);
   }
 
   int rc = EDDY_OK;
@@ -1561,6 +1566,32 @@ const eddy_chk_entry *eddy_chk_entry_find(const eddy_chk *c, const char *name)
   return NULL;
 }
 
+/* Reading ahead (eddy_chk_reader_ahead): a thread fills the blocks of a
+ * ring, in order, with what read_now gives; the caller empties them in the
+ * same order. Four blocks of 256 KiB keep the thread a megabyte ahead,
+ * while what it wrote is still in the cache the two cores share. */
+#define AHEAD_BLOCK ((size_t)256 << 10)
+#define AHEAD_BLOCKS 4
+
+typedef struct ahead {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond; /* a block was filled or emptied, or stop was set */
+  unsigned char *block[AHEAD_BLOCKS];
+  size_t len[AHEAD_BLOCKS];
+  /* under lock */
+  uint64_t filled, emptied; /* blocks, since the start */
+  int stop;                 /* the reader is being closed */
+  int end;                  /* the thread is done: after the blocks filled,
+                               the reader gives rc */
+  /* the thread's until end is set, then the caller's */
+  int rc;
+  eddy_err err;
+  /* the caller's */
+  size_t pos; /* in the block being emptied */
+  int lent;   /* that block is lent (next): emptied at the next call */
+} ahead;
+
 struct eddy_chk_reader {
   char *label; /* "chk-7/op-1.zst" */
   char *path;
@@ -1574,6 +1605,8 @@ struct eddy_chk_reader {
   XXH3_state_t *xxh;
   uint64_t size, raw; /* read so far: on disk, uncompressed */
   uint64_t want_size, want_raw, want_sum;
+  ahead *ahead; /* NULL: reads are made on the caller's thread */
+  unsigned char *lend; /* what next lends when not reading ahead */
 };
 
 int eddy_chk_reader_open(eddy_chk *c, const char *name, eddy_chk_reader **out,
@@ -1662,12 +1695,11 @@ static int finish(eddy_chk_reader *r, eddy_err *err)
   return EDDY_OK;
 }
 
-int eddy_chk_reader_read(eddy_chk_reader *r, void *buf, size_t cap, size_t *got,
-                         eddy_err *err)
+/* A read, made on the thread that calls it. */
+static int read_now(eddy_chk_reader *r, void *buf, size_t cap, size_t *got,
+                    eddy_err *err)
 {
   *got = 0;
-  if (cap == 0)
-    return eddy_seterr(err, EDDY_EINVAL, "%s: a read into 0 bytes", r->label);
   if (r->done)
     return EDDY_OK;
   int rc;
@@ -1728,10 +1760,170 @@ int eddy_chk_reader_read(eddy_chk_reader *r, void *buf, size_t cap, size_t *got,
   }
 }
 
+/* The thread of a reader that reads ahead. It stops at the end of the
+ * file or at the first error, which the caller gets after the bytes
+ * before it, or when the reader is closed. */
+static void *ahead_main(void *p)
+{
+  eddy_chk_reader *r = p;
+  ahead *a = r->ahead;
+  for (;;) {
+    pthread_mutex_lock(&a->lock);
+    while (!a->stop && a->filled - a->emptied == AHEAD_BLOCKS)
+      pthread_cond_wait(&a->cond, &a->lock);
+    int stop = a->stop;
+    size_t i = (size_t)(a->filled % AHEAD_BLOCKS);
+    pthread_mutex_unlock(&a->lock);
+    if (stop)
+      return NULL;
+    /* the slot is the thread's until it is counted as filled */
+    size_t n = 0, got = 0;
+    int rc;
+    do {
+      rc = read_now(r, a->block[i] + n, AHEAD_BLOCK - n, &got, &a->err);
+      n += got;
+    } while (rc == EDDY_OK && got > 0 && n < AHEAD_BLOCK);
+    int end = rc != EDDY_OK || got == 0;
+    pthread_mutex_lock(&a->lock);
+    a->len[i] = n;
+    a->filled += n > 0;
+    a->rc = rc;
+    a->end = end;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    if (end)
+      return NULL;
+  }
+}
+
+int eddy_chk_reader_ahead(eddy_chk_reader *r, eddy_err *err)
+{
+  if (r == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "no reader");
+  if (r->ahead != NULL || r->done)
+    return EDDY_OK;
+  ahead *a = calloc(1, sizeof *a);
+  if (a == NULL)
+    return oom(err);
+  for (int i = 0; i < AHEAD_BLOCKS; i++)
+    if ((a->block[i] = malloc(AHEAD_BLOCK)) == NULL) {
+      while (i-- > 0)
+        free(a->block[i]);
+      free(a);
+      return oom(err);
+    }
+  pthread_mutex_init(&a->lock, NULL);
+  pthread_cond_init(&a->cond, NULL);
+  r->ahead = a;
+  /* signals are for the caller's thread (Ctrl-C in the REPL) */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = pthread_create(&a->thread, NULL, ahead_main, r);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (e == 0)
+    return EDDY_OK;
+  r->ahead = NULL;
+  pthread_cond_destroy(&a->cond);
+  pthread_mutex_destroy(&a->lock);
+  for (int i = 0; i < AHEAD_BLOCKS; i++)
+    free(a->block[i]);
+  free(a);
+  return eddy_seterr(err, EDDY_EIO, "%s: cannot start a thread to read ahead: %s", r->label,
+                     strerror(e));
+}
+
+/* The next bytes of the blocks the thread filled, at most cap of them:
+ * copied into buf, or (buf NULL) lent until the next call. */
+static int read_ahead(eddy_chk_reader *r, void *buf, size_t cap, const void **p,
+                      size_t *got, eddy_err *err)
+{
+  ahead *a = r->ahead;
+  pthread_mutex_lock(&a->lock);
+  if (a->lent) {
+    a->lent = 0;
+    a->pos = 0;
+    a->emptied++;
+    pthread_cond_broadcast(&a->cond);
+  }
+  while (a->filled == a->emptied && !a->end)
+    pthread_cond_wait(&a->cond, &a->lock);
+  if (a->filled == a->emptied) {
+    pthread_mutex_unlock(&a->lock);
+    if (a->rc != EDDY_OK && err != NULL)
+      eddy_err_copy(err, &a->err);
+    return a->rc; /* the end (again), or the thread's error (again) */
+  }
+  size_t i = (size_t)(a->emptied % AHEAD_BLOCKS), len = a->len[i];
+  pthread_mutex_unlock(&a->lock);
+  size_t n = len - a->pos < cap ? len - a->pos : cap;
+  if (buf != NULL)
+    memcpy(buf, a->block[i] + a->pos, n);
+  else
+    *p = a->block[i] + a->pos;
+  a->pos += n;
+  *got = n;
+  if (a->pos == len) {
+    if (buf == NULL) {
+      a->lent = 1;
+    } else {
+      a->pos = 0;
+      pthread_mutex_lock(&a->lock);
+      a->emptied++;
+      pthread_cond_broadcast(&a->cond);
+      pthread_mutex_unlock(&a->lock);
+    }
+  }
+  return EDDY_OK;
+}
+
+int eddy_chk_reader_read(eddy_chk_reader *r, void *buf, size_t cap, size_t *got,
+                         eddy_err *err)
+{
+  *got = 0;
+  if (cap == 0)
+    return eddy_seterr(err, EDDY_EINVAL, "%s: a read into 0 bytes", r->label);
+  if (buf == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "%s: a read into no buffer", r->label);
+  return r->ahead != NULL ? read_ahead(r, buf, cap, NULL, got, err)
+                          : read_now(r, buf, cap, got, err);
+}
+
+int eddy_chk_reader_next(eddy_chk_reader *r, const void **p, size_t *n,
+                         eddy_err *err)
+{
+  if (p == NULL || n == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "%s: no result pointers", r->label);
+  *p = NULL;
+  *n = 0;
+  if (r->ahead != NULL)
+    return read_ahead(r, NULL, SIZE_MAX, p, n, err);
+  if (r->lend == NULL && (r->lend = malloc(AHEAD_BLOCK)) == NULL)
+    return oom(err);
+  int rc = read_now(r, r->lend, AHEAD_BLOCK, n, err);
+  if (rc == EDDY_OK && *n > 0)
+    *p = r->lend;
+  return rc;
+}
+
 void eddy_chk_reader_close(eddy_chk_reader *r)
 {
   if (r == NULL)
     return;
+  ahead *a = r->ahead;
+  if (a != NULL) {
+    pthread_mutex_lock(&a->lock);
+    a->stop = 1;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    pthread_join(a->thread, NULL);
+    pthread_cond_destroy(&a->cond);
+    pthread_mutex_destroy(&a->lock);
+    for (int i = 0; i < AHEAD_BLOCKS; i++)
+      free(a->block[i]);
+    free(a);
+  }
+  free(r->lend);
   if (r->fd >= 0)
     close(r->fd);
   ZSTD_freeDCtx(r->dctx);

@@ -35,7 +35,8 @@
  * not shared). eddy_chk_commit and eddy_chk_abort must not race with any
  * other call on the same writer or its files. A completed checkpoint
  * (eddy_chk) is read-only: several threads may open readers on it at once,
- * each reader used by one thread at a time.
+ * each reader used by one thread at a time (a reader that reads ahead has
+ * a thread of its own besides, which its calls hide).
  */
 #ifndef EDDY_RUNTIME_STORAGE_H
 #define EDDY_RUNTIME_STORAGE_H
@@ -260,7 +261,25 @@ int eddy_chk_reader_open(eddy_chk *c, const char *name, eddy_chk_reader **out,
 int eddy_chk_reader_read(eddy_chk_reader *r, void *buf, size_t cap, size_t *got,
                          eddy_err *err);
 
-/* NULL is fine. */
+/*
+ * read without the copy: *p points to the next *n uncompressed bytes,
+ * which r lends until the next call on it (*n is 0 only at the end, and on
+ * every call after it). Reads and nexts may be mixed.
+ */
+int eddy_chk_reader_next(eddy_chk_reader *r, const void **p, size_t *n,
+                         eddy_err *err);
+
+/*
+ * Makes r read ahead: from now on a thread of its own reads and
+ * decompresses the file, up to a megabyte ahead of the caller, so that
+ * the caller's work on the bytes and zstd's on making them overlap. The
+ * reads give the same bytes and the same errors at the same places as
+ * before. Between reads, from the thread that reads. EDDY_ENOMEM, or
+ * EDDY_EIO when the thread cannot be started; r then reads as before.
+ */
+int eddy_chk_reader_ahead(eddy_chk_reader *r, eddy_err *err);
+
+/* NULL is fine; stops the thread of a reader that reads ahead. */
 void eddy_chk_reader_close(eddy_chk_reader *r);
 
 /* ---- finding and listing checkpoints ---- */

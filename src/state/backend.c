@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/msgpack.h"
+
 const char *eddy_state_kind_name(eddy_state_kind kind)
 {
   switch (kind) {
@@ -273,4 +275,29 @@ void eddy_backend_snapshot_close(eddy_backend_snapshot *s)
 {
   if (s != NULL)
     s->backend->ops->snapshot_close(s);
+}
+
+int eddy_backend_restore_row(eddy_backend *b, const eddy_row *row,
+                             const void *payload, size_t len)
+{
+  int rc = check_row(b, row, ANY);
+  if (rc)
+    return rc;
+  if (payload == NULL || len == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "cannot restore an empty row");
+  if (b->states[row->state].kind == EDDY_STATE_MAP) {
+    const unsigned char *p = payload;
+    for (size_t done = 0, kl, vl; done < len; done += kl + vl)
+      if (eddy_mp_value_len(p + done, len - done, &kl) != EDDY_OK ||
+          eddy_mp_value_len(p + done + kl, len - done - kl, &vl) != EDDY_OK)
+        return eddy_seterr(&b->err, EDDY_EINVAL,
+                           "state '%s': a map row's payload is not whole entries at byte %zu",
+                           b->states[row->state].name, done);
+  }
+  return b->ops->restore_row(b, row, payload, len);
+}
+
+int eddy_backend_restore_done(eddy_backend *b)
+{
+  return b->ops->restore_done(b);
 }

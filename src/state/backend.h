@@ -182,4 +182,28 @@ const char *eddy_backend_snapshot_errmsg(const eddy_backend_snapshot *s);
  * that only s still kept alive. NULL is fine. */
 void eddy_backend_snapshot_close(eddy_backend_snapshot *s);
 
+/* ---- restoring: whole rows in bulk ----
+ *
+ * How a restore (eddy_keyed_restore) puts rows back: whole rows as a
+ * snapshot gives them, which a backend may hold back and put in in bulk.
+ * Between the first restore_row and restore_done, b takes no other call.
+ */
+
+/*
+ * Sets the whole row to payload, in the form eddy_backend_snapshot_next
+ * gives (a value; a list's elements back to back; a map's user key,
+ * value, ... one MessagePack value each), replacing what it held; the
+ * bytes are copied. len must be > 0, a map's payload whole entries
+ * (EDDY_EINVAL). The row may stay invisible until restore_done. EDDY_ENOMEM
+ * or EDDY_ELIMIT with a message in eddy_backend_errmsg; rows handed over
+ * before may then be lost too.
+ */
+int eddy_backend_restore_row(eddy_backend *b, const eddy_row *row,
+                             const void *payload, size_t len);
+
+/* Ends a restore: every row handed over is in b. Call it after any
+ * restore_row, failed ones included. On EDDY_ENOMEM (message in
+ * eddy_backend_errmsg) some rows are lost, and nothing is left over. */
+int eddy_backend_restore_done(eddy_backend *b);
+
 #endif

@@ -14,7 +14,7 @@
 
 #include "state/backend.h"
 
-#define EDDY_BACKEND_OPS_VERSION 2 /* 2: snapshots */
+#define EDDY_BACKEND_OPS_VERSION 3 /* 2: snapshots, 3: bulk restore */
 
 typedef struct eddy_backend_ops {
   int version; /* EDDY_BACKEND_OPS_VERSION */
@@ -48,6 +48,10 @@ typedef struct eddy_backend_ops {
   int (*snapshot_next)(eddy_backend_snapshot *s, eddy_row *row,
                        eddy_slice *value);
   void (*snapshot_close)(eddy_backend_snapshot *s);
+  /* A map row's payload is whole entries (the public function checks). */
+  int (*restore_row)(eddy_backend *b, const eddy_row *row, const void *v,
+                     size_t n);
+  int (*restore_done)(eddy_backend *b);
   void (*destroy)(eddy_backend *b); /* frees the whole object */
 } eddy_backend_ops;
 

@@ -13,7 +13,9 @@
  * MessagePack, which is self-delimiting, so the concatenation is
  * unambiguous. A row's payload is one separately allocated byte string (a
  * value, or a list's elements back to back) or, for map state, a nested
- * table from user-key bytes to value bytes.
+ * table from user-key bytes to value bytes. Rows a restore makes carry
+ * their payload inline, in the row's own allocation (see restoring), until
+ * it outgrows it.
  *
  * The tables are open addressing with linear probing; a slot keeps the
  * 64-bit xxh3 of its item's key next to the pointer, so a lookup reads one
@@ -61,6 +63,7 @@
  */
 #include "state/backend_impl.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,8 +94,15 @@ typedef struct heap_item {
   uint64_t version; /* rows: the backend's version when made (rule 1) */
   uint32_t len;    /* of key[] */
   uint32_t ns_off; /* rows: key[0 .. ns_off) is the key, then the namespace */
+  /* u.bytes.data lies in this allocation, right after key[], and is not
+   * freed on its own: a restore makes each item with one malloc */
+  unsigned char inline_bytes;
   unsigned char key[];
 } heap_item;
+
+/* Bytes of an item with len bytes of key (the struct's tail padding may
+ * hold key bytes, so not sizeof). */
+#define ITEM_SIZE(len) (offsetof(heap_item, key) + (len))
 
 typedef struct heap_state {
   eddy_state_kind kind;
@@ -141,6 +151,16 @@ typedef struct heap_snapshot {
   sorter sort;
 } heap_snapshot;
 
+/* Rows a restore handed over that wait to go into one table, the rows of
+ * one state in one key group (see restoring, below). */
+typedef struct load {
+  uint32_t state;
+  int key_group;
+  slot *rows; /* hashed; not in any table yet */
+  size_t n;
+  size_t cap;
+} load;
+
 typedef struct heap_backend {
   eddy_backend base;
   int ngroups;
@@ -153,6 +173,7 @@ typedef struct heap_backend {
   eddy_buf rk;           /* key || namespace of the row being looked up */
   eddy_buf out;          /* what map_entries hands out */
   sorter sort;
+  load load;             /* between restore_row and restore_done */
 } heap_backend;
 
 /* ---- tables ---- */
@@ -182,22 +203,46 @@ static void place(slot *slots, size_t mask, slot s)
   slots[i] = s;
 }
 
+/* Makes t big enough for n items, in one step however far it grows. If
+ * that fails, t is unchanged. */
+static int table_reserve(table *t, size_t n)
+{
+  size_t cap = t->slots != NULL ? t->mask + 1 : 0, bigger = cap != 0 ? cap : 8;
+  if (n > SIZE_MAX / 8 / sizeof(slot))
+    return EDDY_ENOMEM;
+  while (4 * n > 3 * bigger)
+    bigger *= 2;
+  if (bigger == cap)
+    return EDDY_OK;
+  /* A large calloc gets untouched pages from the kernel, and the probes
+   * would read each one (mapping the zero page) before writing it (copying
+   * that): two page faults instead of one, which made a tenth of the time
+   * a restore took. So large tables write every slot's item first (the
+   * hashes of free slots are never read), in a loop, as compilers turn
+   * malloc and memset into calloc. */
+  size_t bytes = bigger * sizeof(slot);
+  slot *slots = bytes < ((size_t)64 << 10) ? calloc(bigger, sizeof *slots)
+                                             : malloc(bytes);
+  if (slots == NULL)
+    return EDDY_ENOMEM;
+  if (bytes >= ((size_t)64 << 10))
+    for (size_t i = 0; i < bigger; i++)
+      slots[i].item = NULL;
+  for (size_t i = 0; i < cap; i++)
+    if (t->slots[i].item != NULL)
+      place(slots, bigger - 1, t->slots[i]);
+  free(t->slots);
+  t->slots = slots;
+  t->mask = bigger - 1;
+  return EDDY_OK;
+}
+
 /* Adds an item whose key is not in t. If growing fails, t is unchanged. */
 static int table_insert(table *t, heap_item *item, uint64_t hash)
 {
   size_t cap = t->slots != NULL ? t->mask + 1 : 0;
-  if (4 * (t->count + 1) > 3 * cap) {
-    size_t bigger = cap != 0 ? 2 * cap : 8;
-    slot *slots = calloc(bigger, sizeof *slots);
-    if (slots == NULL)
-      return EDDY_ENOMEM;
-    for (size_t i = 0; i < cap; i++)
-      if (t->slots[i].item != NULL)
-        place(slots, bigger - 1, t->slots[i]);
-    free(t->slots);
-    t->slots = slots;
-    t->mask = bigger - 1;
-  }
+  if (4 * (t->count + 1) > 3 * cap && table_reserve(t, t->count + 1) != EDDY_OK)
+    return EDDY_ENOMEM;
   place(t->slots, t->mask, (slot){hash, item});
   t->count++;
   return EDDY_OK;
@@ -241,10 +286,10 @@ static heap_item *table_next(const table *t, size_t *i)
 static heap_item *new_item(const void *key, size_t len, size_t ns_off,
                            uint64_t version)
 {
-  heap_item *it = malloc(sizeof *it + len);
+  heap_item *it = malloc(ITEM_SIZE(len));
   if (it == NULL)
     return NULL;
-  memset(it, 0, sizeof *it);
+  memset(it, 0, offsetof(heap_item, key));
   it->version = version;
   it->len = (uint32_t)len;
   it->ns_off = (uint32_t)ns_off;
@@ -260,21 +305,24 @@ static void free_item(heap_item *it, int is_map)
     for (size_t i = 0; (e = table_next(&it->u.map, &i)) != NULL;)
       free_item(e, 0);
     free(it->u.map.slots);
-  } else {
+  } else if (!it->inline_bytes) {
     free(it->u.bytes.data);
   }
   free(it);
 }
 
 /*
- * Stores n > 0 bytes in buf. The allocation is reused when the bytes fit
- * and fill at least half of it: rewriting a value of about the same size
- * never allocates, and a value that shrank a lot gives its memory back.
- * v may point into buf (a slice from get handed back to put).
+ * Stores n > 0 bytes as the payload of it. The allocation is reused when the
+ * bytes fit and fill at least half of it: rewriting a value of about the
+ * same size never allocates, and a value that shrank a lot gives its memory
+ * back. Inline bytes are reused whenever the bytes fit, since their memory
+ * goes only with the item. v may point into the payload (a slice from get
+ * handed back to put).
  */
-static int set_bytes(eddy_buf *buf, const void *v, size_t n)
+static int set_bytes(heap_item *it, const void *v, size_t n)
 {
-  if (n <= buf->cap && n >= buf->cap / 2) {
+  eddy_buf *buf = &it->u.bytes;
+  if (n <= buf->cap && (n >= buf->cap / 2 || it->inline_bytes)) {
     memmove(buf->data, v, n);
     buf->len = n;
     return EDDY_OK;
@@ -283,22 +331,35 @@ static int set_bytes(eddy_buf *buf, const void *v, size_t n)
   if (p == NULL)
     return EDDY_ENOMEM;
   memcpy(p, v, n);
-  free(buf->data);
+  if (!it->inline_bytes)
+    free(buf->data);
+  it->inline_bytes = 0;
   buf->data = p;
   buf->len = buf->cap = n;
   return EDDY_OK;
 }
 
-/* Appends with doubling growth (amortised O(1)). v may be a slice of buf
- * itself (a list appended to itself), which growing would free, so its
- * offset is taken first. */
-static int append_bytes(eddy_buf *buf, const void *v, size_t n)
+/* Appends to the payload of it with doubling growth (amortised O(1)). v may be
+ * a slice of the payload itself (a list appended to itself), which growing
+ * would free, so its offset is taken first. Inline bytes that must grow
+ * move to an allocation of their own. */
+static int append_bytes(heap_item *it, const void *v, size_t n)
 {
+  eddy_buf *buf = &it->u.bytes;
   uintptr_t p = (uintptr_t)v, lo = (uintptr_t)buf->data;
   int inside = buf->data != NULL && p >= lo && p < lo + buf->len;
   size_t off = inside ? (size_t)(p - lo) : 0;
-  if (eddy_buf_reserve(buf, n) != EDDY_OK)
+  if (it->inline_bytes && buf->cap - buf->len < n) {
+    eddy_buf own = EDDY_BUF_INIT;
+    if (eddy_buf_reserve(&own, buf->len + n) != EDDY_OK)
+      return EDDY_ENOMEM;
+    memcpy(own.data, buf->data, buf->len);
+    own.len = buf->len;
+    *buf = own;
+    it->inline_bytes = 0;
+  } else if (eddy_buf_reserve(buf, n) != EDDY_OK) {
     return EDDY_ENOMEM;
+  }
   memcpy(buf->data + buf->len, inside ? buf->data + off : v, n);
   buf->len += n;
   return EDDY_OK;
@@ -462,7 +523,7 @@ static heap_item *copy_map_row(const heap_backend *h, const heap_item *r)
     if (e == NULL)
       continue;
     heap_item *ce = new_item(e->key, e->len, e->ns_off, 0);
-    if (ce == NULL || set_bytes(&ce->u.bytes, e->u.bytes.data, e->u.bytes.len) != EDDY_OK) {
+    if (ce == NULL || set_bytes(ce, e->u.bytes.data, e->u.bytes.len) != EDDY_OK) {
       free(ce);
       free_item(c, 1);
       return NULL;
@@ -546,7 +607,7 @@ static int write_row(heap_backend *h, const eddy_row *row, const void *v,
   if (rc != EDDY_OK)
     return rc;
   if (r != NULL && !shared(h, r)) {
-    rc = append ? append_bytes(&r->u.bytes, v, n) : set_bytes(&r->u.bytes, v, n);
+    rc = append ? append_bytes(r, v, n) : set_bytes(r, v, n);
     return rc == EDDY_OK ? EDDY_OK : out_of_memory(h, row->state);
   }
 
@@ -557,7 +618,7 @@ static int write_row(heap_backend *h, const eddy_row *row, const void *v,
     return out_of_memory(h, row->state);
   size_t keep = append && r != NULL ? r->u.bytes.len : 0;
   if (!append) {
-    rc = set_bytes(&nr->u.bytes, v, n);
+    rc = set_bytes(nr, v, n);
   } else if ((rc = eddy_buf_reserve(&nr->u.bytes, keep + n)) == EDDY_OK) {
     if (keep > 0)
       memcpy(nr->u.bytes.data, r->u.bytes.data, keep);
@@ -658,7 +719,7 @@ static int heap_map_put(eddy_backend *b, const eddy_row *row, const void *uk,
     return out_of_memory(h, row->state);
   slot *s = find_entry(r, uk, ukn, hash);
   if (s != NULL)
-    return set_bytes(&s->item->u.bytes, v, n) == EDDY_OK
+    return set_bytes(s->item, v, n) == EDDY_OK
                ? EDDY_OK
                : out_of_memory(h, row->state);
 
@@ -667,7 +728,7 @@ static int heap_map_put(eddy_backend *b, const eddy_row *row, const void *uk,
   heap_item *e = new_item(uk, ukn, ukn, 0);
   if (e == NULL)
     return out_of_memory(h, row->state);
-  if (set_bytes(&e->u.bytes, v, n) != EDDY_OK) {
+  if (set_bytes(e, v, n) != EDDY_OK) {
     free_item(e, 0);
     return out_of_memory(h, row->state);
   }
@@ -733,6 +794,197 @@ static int heap_map_entries(eddy_backend *b, const eddy_row *row,
   entries->data = h->out.data;
   entries->len = h->out.len;
   return EDDY_OK;
+}
+
+/* ---- restoring ----
+ *
+ * A restore hands over whole rows: key group by key group, and (from a
+ * snapshot of this backend) state by state within a key group, so the rows
+ * come in runs that go into one table. Putting them in one by one, as put
+ * does, was most of the time a restore took: a lookup before each insert,
+ * a table doubling its way from 8 slots to its final size and faulting in
+ * every size's pages, and two allocations per row. Here a run waits in
+ * h->load (up to LOAD_BATCH rows) and then goes in at once: the table grows
+ * once, to its final size, and each row is one allocation, its payload
+ * inline behind the key.
+ */
+
+enum { LOAD_BATCH = 1 << 16 }; /* 1 MiB of waiting slots at most */
+
+/* An item with key k || ns and, if n > 0, the n bytes at v as its inline
+ * payload; in no table yet. */
+static heap_item *new_inline_item(const void *k, size_t kn, const void *ns,
+                                  size_t nsn, const void *v, size_t n,
+                                  uint64_t version)
+{
+  size_t len = kn + nsn;
+  if (n > SIZE_MAX - ITEM_SIZE(len))
+    return NULL;
+  heap_item *it = malloc(ITEM_SIZE(len) + n);
+  if (it == NULL)
+    return NULL;
+  memset(it, 0, offsetof(heap_item, key));
+  it->version = version;
+  it->len = (uint32_t)len;
+  it->ns_off = (uint32_t)kn;
+  memcpy(it->key, k, kn);
+  if (nsn > 0)
+    memcpy(it->key + kn, ns, nsn);
+  if (n > 0) {
+    it->inline_bytes = 1;
+    it->u.bytes.data = it->key + len;
+    it->u.bytes.len = it->u.bytes.cap = n;
+    memcpy(it->u.bytes.data, v, n);
+  }
+  return it;
+}
+
+/* Puts item into t, which has room for it (table_reserve), in place of
+ * the item with the same key if there is one; returns that one, or NULL. */
+static heap_item *table_put(table *t, heap_item *item, uint64_t hash)
+{
+  for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    slot *s = &t->slots[i];
+    if (s->item == NULL) {
+      *s = (slot){hash, item};
+      t->count++;
+      return NULL;
+    }
+    if (s->hash == hash && s->item->len == item->len &&
+        memcmp(s->item->key, item->key, item->len) == 0) {
+      heap_item *old = s->item;
+      s->item = item;
+      return old;
+    }
+  }
+}
+
+/* The map row key || ns whose entries are the snapshot's payload p: user
+ * key, value, ... (whole MessagePack values, which the public function
+ * checked). A user key given twice keeps its last value. */
+/* The lengths of the user key and value at p, which end by end. */
+static void entry_len(const unsigned char *p, const unsigned char *end,
+                      size_t *kl, size_t *vl)
+{
+  if (eddy_mp_value_len(p, (size_t)(end - p), kl) != EDDY_OK ||
+      eddy_mp_value_len(p + *kl, (size_t)(end - p) - *kl, vl) != EDDY_OK) {
+    /* not reached (the public function checked), but stays in bounds */
+    *kl = (size_t)(end - p);
+    *vl = 0;
+  }
+}
+
+static heap_item *new_map_row(const heap_backend *h, const eddy_row *row,
+                              const unsigned char *p, size_t n)
+{
+  size_t count = 0, kl, vl;
+  for (size_t done = 0; done < n; done += kl + vl, count++)
+    entry_len(p + done, p + n, &kl, &vl);
+  heap_item *r = new_inline_item(row->key, row->key_len, row->ns, row->ns_len,
+                                 NULL, 0, h->version);
+  if (r == NULL || table_reserve(&r->u.map, count) != EDDY_OK) {
+    free(r);
+    return NULL;
+  }
+  for (size_t done = 0; done < n; done += kl + vl) {
+    entry_len(p + done, p + n, &kl, &vl);
+    heap_item *e = new_inline_item(p + done, kl, NULL, 0, p + done + kl, vl, 0);
+    if (e == NULL) {
+      free_item(r, 1);
+      return NULL;
+    }
+    heap_item *old = table_put(&r->u.map, e, XXH3_64bits(e->key, e->len));
+    if (old != NULL)
+      free_item(old, 0);
+  }
+  return r;
+}
+
+/* Frees the waiting rows from the i-th on. */
+static void load_discard(heap_backend *h, size_t i)
+{
+  load *l = &h->load;
+  int is_map = l->n > 0 && h->states[l->state].kind == EDDY_STATE_MAP;
+  for (; i < l->n; i++)
+    free_item(l->rows[i].item, is_map);
+  l->n = 0;
+}
+
+/* Puts the waiting rows into their table, which grows once to hold them
+ * all; a row replaces one with the same key (freed, or retired if a
+ * snapshot sees it). On failure, the rows not in the table yet are
+ * freed. */
+static int load_flush(heap_backend *h)
+{
+  load *l = &h->load;
+  heap_state *st = &h->states[l->state];
+  table *t = &st->groups[l->key_group - h->base.first_key_group];
+  int is_map = st->kind == EDDY_STATE_MAP;
+  size_t i = 0;
+  if (table_reserve(t, t->count + l->n) != EDDY_OK)
+    goto oom;
+  for (; i < l->n; i++) {
+    if (h->frozen != 0 && retire_reserve(h) != EDDY_OK)
+      goto oom;
+    heap_item *old = table_put(t, l->rows[i].item, l->rows[i].hash);
+    if (old == NULL)
+      continue;
+    if (shared(h, old))
+      retire(h, old, is_map);
+    else
+      free_item(old, is_map);
+  }
+  l->n = 0;
+  return EDDY_OK;
+oom:
+  load_discard(h, i);
+  return eddy_seterr(&h->base.err, EDDY_ENOMEM,
+                     "heap backend: out of memory restoring state '%s'",
+                     h->base.states[l->state].name);
+}
+
+static int heap_restore_row(eddy_backend *b, const eddy_row *row,
+                            const void *v, size_t n)
+{
+  heap_backend *h = (heap_backend *)b;
+  load *l = &h->load;
+  int rc;
+  if (row->ns_len > UINT32_MAX || row->key_len > UINT32_MAX - row->ns_len)
+    return eddy_seterr(&b->err, EDDY_ELIMIT,
+                       "state '%s': key and namespace longer than 4 GiB",
+                       b->states[row->state].name);
+  if (l->n > 0 && (l->n == LOAD_BATCH || l->state != row->state ||
+                   l->key_group != row->key_group) &&
+      (rc = load_flush(h)) != EDDY_OK)
+    return rc;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 256;
+    slot *rows = realloc(l->rows, cap * sizeof *rows);
+    if (rows == NULL)
+      return out_of_memory(h, row->state);
+    l->rows = rows;
+    l->cap = cap;
+  }
+  heap_item *r = h->states[row->state].kind == EDDY_STATE_MAP
+                     ? new_map_row(h, row, v, n)
+                     : new_inline_item(row->key, row->key_len, row->ns,
+                                       row->ns_len, v, n, h->version);
+  if (r == NULL)
+    return out_of_memory(h, row->state);
+  l->state = row->state;
+  l->key_group = row->key_group;
+  l->rows[l->n++] = (slot){XXH3_64bits(r->key, r->len), r};
+  return EDDY_OK;
+}
+
+static int heap_restore_done(eddy_backend *b)
+{
+  heap_backend *h = (heap_backend *)b;
+  int rc = h->load.n > 0 ? load_flush(h) : EDDY_OK;
+  free(h->load.rows);
+  h->load.rows = NULL;
+  h->load.cap = 0;
+  return rc;
 }
 
 /* ---- cursors ---- */
@@ -994,6 +1246,8 @@ static void heap_snapshot_close(eddy_backend_snapshot *bs)
 static void heap_destroy(eddy_backend *b)
 {
   heap_backend *h = (heap_backend *)b;
+  load_discard(h, 0); /* from a restore that was never done */
+  free(h->load.rows);
   for (uint32_t s = 0; s < h->nstates; s++) {
     heap_state *st = &h->states[s];
     for (int g = 0; g < h->ngroups; g++) {
@@ -1032,6 +1286,8 @@ static const eddy_backend_ops heap_ops = {
   .snapshot_open = heap_snapshot_open,
   .snapshot_next = heap_snapshot_next,
   .snapshot_close = heap_snapshot_close,
+  .restore_row = heap_restore_row,
+  .restore_done = heap_restore_done,
   .destroy = heap_destroy,
 };
 

@@ -8,12 +8,16 @@
  * snapshot, so write, on its own thread, only merges the two streams by key
  * group and never touches k.
  *
- * restore reads sections from a buffer refilled through read. A section is
- * parsed with exact sizes (header byte, then as many bytes as it says), so
- * a damaged length can only make the reader want more than the stream has,
- * and it says where. The bytes of a section stay in the buffer until the
- * section is done; the fields of a section are kept as stream offsets,
- * because refilling may move the buffer.
+ * restore parses sections where the source lends them, copying only a
+ * section that runs over the end of a piece (see source below). A section
+ * is parsed with exact sizes (header byte, then as many bytes as it says),
+ * so a damaged length can only make the reader want more than the stream
+ * has, and it says where. The bytes of a section stay in the window until
+ * the section is done; the fields of a section are kept as stream offsets,
+ * because taking more of the stream may move them into the carry buffer.
+ * Rows, nearly all of a snapshot, take a quicker path when they are
+ * encoded the way the writer does it and lie whole in the window; anything
+ * else, damage included, goes through the general one, which names it.
  */
 #include "state/snapshot.h"
 
@@ -386,17 +390,32 @@ done:
 
 /* ---- reading ---- */
 
+/*
+ * The bytes being parsed, a window on the stream. It is the piece the
+ * source lent last, parsed where it lies; only a section that runs over
+ * the end of a piece is copied, with what it needs of the next piece, into
+ * carry, and the window goes back to the piece at the first section that
+ * starts in it. The section being parsed stays in the window until it is
+ * done.
+ */
 typedef struct source {
-  int (*read)(void *ud, void *buf, size_t cap, size_t *got);
-  void *ud;
-  eddy_buf buf; /* buf.data[0] is byte base of the stream */
-  size_t base;
-  size_t pos;   /* the next byte to parse */
-  size_t start; /* the section being parsed starts here; before it, bytes
-                   may be dropped (they are in the checksum already) */
+  const eddy_keyed_source *src;
+  const unsigned char *data; /* the window: the piece, or carry.data */
+  size_t len;
+  size_t base;   /* the stream offset of data[0] */
+  size_t pos;    /* the next byte to parse */
+  size_t start;  /* the section being parsed starts here */
+  size_t hashed; /* bytes before this one are in the checksum */
+  int in_carry;  /* the window is carry */
+  const unsigned char *piece; /* lent last, until the next call of next */
+  size_t piece_len;
+  size_t used;     /* of the piece, bytes in the window */
+  size_t piece_at; /* in carry: where the piece's bytes begin */
+  size_t lent;     /* stream bytes lent so far */
+  eddy_buf carry;
   int eof;
   int64_t section; /* type of the section being parsed, 0 before the first */
-  XXH3_state_t *hash;
+  XXH3_state_t *hash; /* NULL when the source checks the bytes */
   eddy_err *err;
 } source;
 
@@ -410,7 +429,7 @@ static size_t offset(const source *in) { return in->base + in->pos; }
 
 static const void *field_ptr(const source *in, field f)
 {
-  return in->buf.data + (f.at - in->base);
+  return in->data + (f.at - in->base);
 }
 
 static int corrupt(source *in, size_t at, const char *fmt, ...)
@@ -429,50 +448,121 @@ static int corrupt(source *in, size_t at, const char *fmt, ...)
 
 static int truncated(source *in)
 {
-  size_t end = in->base + in->buf.len;
   if (in->section == 0)
     return eddy_seterr(in->err, EDDY_ECORRUPT,
                        "keyed snapshot: the stream ends at byte %zu, inside its format version",
-                       end);
+                       in->lent);
   return eddy_seterr(in->err, EDDY_ECORRUPT,
                      "keyed snapshot: the stream ends at byte %zu, inside the %s%ssection "
                      "that starts at byte %zu",
-                     end, in->section > 0 ? section_name(in->section) : "",
+                     in->lent, in->section > 0 ? section_name(in->section) : "",
                      in->section > 0 ? " " : "", in->base + in->start);
 }
 
-/* Makes at least n bytes from pos on available, reading more as needed;
- * EDDY_EEOF (no message) if the stream ends first. */
-static int fill(source *in, size_t n)
+/* Puts the bytes before the section being parsed into the checksum: in
+ * large pieces, before they leave the window and at the end, because XXH3
+ * takes a while to start on each piece it is given (per section, it cost
+ * as much as the rest of the parsing). */
+static void hash_done(source *in)
 {
-  while (in->buf.len - in->pos < n) {
-    if (in->eof)
-      return EDDY_EEOF;
-    /* Drop what is done with once it is half the buffer: the move then
-     * costs no more than the bytes parsed since the last one. */
-    if (in->start > 0 && in->start >= in->buf.cap / 2) {
-      memmove(in->buf.data, in->buf.data + in->start, in->buf.len - in->start);
-      in->buf.len -= in->start;
-      in->pos -= in->start;
-      in->base += in->start;
-      in->start = 0;
+  if (in->hash != NULL)
+    XXH3_64bits_update(in->hash, in->data + in->hashed, in->start - in->hashed);
+  in->hashed = in->start;
+}
+
+static int read_oom(source *in)
+{
+  return eddy_seterr(in->err, EDDY_ENOMEM, "keyed snapshot: out of memory reading byte %zu",
+                     in->lent);
+}
+
+/* Asks the source for the next piece, once the bytes of the window that
+ * are still needed (from start on) are in carry. */
+static int next_piece(source *in)
+{
+  hash_done(in);
+  if (in->start == in->len && !in->in_carry) {
+    /* nothing to keep: the next piece is the window */
+    in->base += in->len;
+    in->data = NULL;
+    in->len = in->pos = in->start = in->hashed = 0;
+  } else {
+    if (!in->in_carry) {
+      eddy_buf_reset(&in->carry);
+      if (eddy_buf_append(&in->carry, in->data + in->start, in->len - in->start) != EDDY_OK)
+        return read_oom(in);
+    } else if (in->start > 0) {
+      memmove(in->carry.data, in->carry.data + in->start, in->carry.len - in->start);
+      in->carry.len -= in->start;
     }
-    if (eddy_buf_reserve(&in->buf, CHUNK) != EDDY_OK)
-      return eddy_seterr(in->err, EDDY_ENOMEM, "keyed snapshot: out of memory reading byte %zu",
-                         in->base + in->buf.len);
-    size_t got = 0;
-    int rc = in->read(in->ud, in->buf.data + in->buf.len, in->buf.cap - in->buf.len, &got);
-    if (rc != 0)
-      return eddy_seterr(in->err, rc, "keyed snapshot: reading at byte %zu failed",
-                         in->base + in->buf.len);
-    if (got > in->buf.cap - in->buf.len)
-      return eddy_seterr(in->err, EDDY_EINVAL,
-                         "keyed snapshot: read returned more than it was asked for");
-    if (got == 0)
-      in->eof = 1;
-    in->buf.len += got;
+    in->base += in->start;
+    in->pos -= in->start;
+    in->start = in->hashed = 0;
+    in->in_carry = 1;
+    in->data = in->carry.data;
+    in->len = in->carry.len;
+  }
+  const void *p = NULL;
+  size_t n = 0;
+  int rc = in->src->next(in->src->ud, &p, &n);
+  if (rc != 0)
+    return eddy_seterr(in->err, rc, "keyed snapshot: reading at byte %zu failed", in->lent);
+  if (n > 0 && p == NULL)
+    return eddy_seterr(in->err, EDDY_EINVAL, "keyed snapshot: the source lent no bytes");
+  in->lent += n;
+  in->piece = n > 0 ? p : NULL;
+  in->piece_len = n;
+  in->used = 0;
+  in->piece_at = in->len;
+  in->eof = n == 0;
+  if (!in->in_carry) {
+    in->data = in->piece;
+    in->len = in->used = n;
   }
   return EDDY_OK;
+}
+
+/* Makes at least n bytes from pos on available, asking for pieces as
+ * needed; EDDY_EEOF (no message) if the stream ends first. */
+static int fill(source *in, size_t n)
+{
+  while (in->len - in->pos < n) {
+    if (in->used == in->piece_len) {
+      if (in->eof)
+        return EDDY_EEOF;
+      int rc = next_piece(in);
+      if (rc != EDDY_OK)
+        return rc;
+      continue;
+    }
+    /* a section runs over the end of a piece: what it needs of the next */
+    size_t k = n - (in->len - in->pos);
+    if (k > in->piece_len - in->used)
+      k = in->piece_len - in->used;
+    if (eddy_buf_append(&in->carry, in->piece + in->used, k) != EDDY_OK)
+      return read_oom(in);
+    in->used += k;
+    in->data = in->carry.data;
+    in->len = in->carry.len;
+  }
+  return EDDY_OK;
+}
+
+/* A section starts at pos. Once one starts in the piece's own bytes,
+ * parsing goes back to the piece, where the rest of it is too. */
+static void section_start(source *in)
+{
+  in->start = in->pos;
+  if (!in->in_carry || in->piece == NULL || in->pos < in->piece_at)
+    return;
+  hash_done(in);
+  size_t at = in->pos - in->piece_at;
+  in->base += in->piece_at;
+  in->data = in->piece;
+  in->len = in->used = in->piece_len;
+  in->pos = in->start = in->hashed = at;
+  in->in_carry = 0;
+  eddy_buf_reset(&in->carry);
 }
 
 /* fill, for bytes that must be there. */
@@ -503,11 +593,11 @@ static int read_item(source *in, eddy_mp_item *item, size_t *at)
   *at = offset(in);
   if ((rc = need(in, 1)) != EDDY_OK)
     return rc;
-  const unsigned char *p = in->buf.data + in->pos;
+  const unsigned char *p = in->data + in->pos;
   size_t hdr = header_len(p[0]), len = hdr;
   if ((rc = need(in, hdr)) != EDDY_OK)
     return rc;
-  p = in->buf.data + in->pos;
+  p = in->data + in->pos;
   if ((p[0] & 0xe0) == 0xa0)
     len += p[0] & 0x1f;
   else if (p[0] == 0xc4 || p[0] == 0xd9)
@@ -519,7 +609,7 @@ static int read_item(source *in, eddy_mp_item *item, size_t *at)
   if ((rc = need(in, len)) != EDDY_OK)
     return rc;
   eddy_mp_reader r;
-  eddy_mp_reader_init(&r, in->buf.data + in->pos, len);
+  eddy_mp_reader_init(&r, in->data + in->pos, len);
   if (eddy_mp_read(&r, item) != EDDY_OK || eddy_mp_reader_offset(&r) != len)
     return corrupt(in, *at, "malformed MessagePack");
   in->pos += len;
@@ -550,18 +640,16 @@ static int read_bytes(source *in, const char *what, field *f)
     return rc;
   if (it.type != EDDY_MP_STR)
     return corrupt(in, at, "%s is not a byte string", what);
-  f->at = in->base + (size_t)((const unsigned char *)it.v.s.ptr - in->buf.data);
+  f->at = in->base + (size_t)((const unsigned char *)it.v.s.ptr - in->data);
   f->len = it.v.s.len;
   return EDDY_OK;
 }
 
-/* Starts the next section: the bytes of the one before are done (and go
- * into the checksum, unless it was the end). *type is the new one's. */
+/* Starts the next section: the bytes of the one before are done. *type
+ * is the new one's. */
 static int begin_section(source *in, int64_t *type)
 {
-  if (in->section != SEC_END)
-    XXH3_64bits_update(in->hash, in->buf.data + in->start, in->pos - in->start);
-  in->start = in->pos;
+  section_start(in);
   in->section = -1; /* not known yet, for the message of a truncation */
   eddy_mp_item it;
   size_t at;
@@ -625,10 +713,10 @@ static int read_head(restore *r)
   if (rc == EDDY_EEOF)
     return eddy_seterr(in->err, EDDY_ECORRUPT,
                        "keyed snapshot: not an eddy keyed-state snapshot (the stream ends at "
-                       "byte %zu, inside the magic)", in->buf.len);
+                       "byte %zu, inside the magic)", in->lent);
   if (rc != EDDY_OK)
     return rc;
-  if (memcmp(in->buf.data, MAGIC, MAGIC_LEN) != 0)
+  if (memcmp(in->data, MAGIC, MAGIC_LEN) != 0)
     return eddy_seterr(in->err, EDDY_ECORRUPT,
                        "keyed snapshot: not an eddy keyed-state snapshot (no magic at byte 0)");
   in->pos = MAGIC_LEN;
@@ -708,6 +796,26 @@ static int backend_failed(restore *r, int rc, size_t at)
                      eddy_backend_errmsg(r->b));
 }
 
+/* A row of the section being parsed, its bytes in the window, into k. */
+static int restore_put(restore *r, int kg, uint32_t state, eddy_slice key, eddy_slice ns,
+                       eddy_slice payload)
+{
+  source *in = &r->in;
+  size_t at = in->base + in->start;
+  if (r->kinds[state] == EDDY_STATE_MAP) {
+    /* user key, value, user key, value... each one MessagePack value */
+    const unsigned char *p = payload.data;
+    for (size_t done = 0, kl, vl; done < payload.len; done += kl + vl)
+      if (eddy_mp_value_len(p + done, payload.len - done, &kl) != EDDY_OK ||
+          eddy_mp_value_len(p + done + kl, payload.len - done - kl, &vl) != EDDY_OK)
+        return corrupt(in, in->base + (size_t)(p + done - in->data),
+                       "a malformed map entry");
+  }
+  eddy_row row = {r->ids[state], kg, key.data, key.len, ns.len > 0 ? ns.data : NULL, ns.len};
+  int rc = eddy_backend_restore_row(r->b, &row, payload.data, payload.len);
+  return rc == EDDY_OK ? EDDY_OK : backend_failed(r, rc, at);
+}
+
 /* The fields of a ROW section, and the row put into k if in_range. */
 static int restore_row(restore *r, int kg, int in_range)
 {
@@ -725,28 +833,62 @@ static int restore_row(restore *r, int kg, int in_range)
     return corrupt(in, at, "a row with an empty key or payload");
   if (!in_range)
     return EDDY_OK;
-  eddy_row row = {r->ids[state], kg, field_ptr(in, key), key.len,
-                  ns.len > 0 ? field_ptr(in, ns) : NULL, ns.len};
-  const unsigned char *p = field_ptr(in, payload);
-  switch (r->kinds[state]) {
-  case EDDY_STATE_LIST:
-    rc = eddy_backend_list_set(r->b, &row, p, payload.len);
-    break;
-  case EDDY_STATE_MAP:
-    /* user key, value, user key, value... each one MessagePack value */
-    for (size_t done = 0, kl, vl; done < payload.len; done += kl + vl) {
-      if (eddy_mp_value_len(p + done, payload.len - done, &kl) != EDDY_OK ||
-          eddy_mp_value_len(p + done + kl, payload.len - done - kl, &vl) != EDDY_OK)
-        return corrupt(in, payload.at + done, "a malformed map entry");
-      if ((rc = eddy_backend_map_put(r->b, &row, p + done, kl, p + done + kl, vl)) != EDDY_OK)
-        break;
-    }
-    break;
-  default:
-    rc = eddy_backend_put(r->b, &row, p, payload.len);
-    break;
+  return restore_put(r, kg, (uint32_t)state, (eddy_slice){field_ptr(in, key), key.len},
+                     (eddy_slice){field_ptr(in, ns), ns.len},
+                     (eddy_slice){field_ptr(in, payload), payload.len});
+}
+
+/* A bin starting at *p, wholly before end, with a header of the kind the
+ * writer uses (bin 8, 16 or 32); 0 for anything else. */
+static inline int quick_bin(const unsigned char **p, const unsigned char *end, eddy_slice *v)
+{
+  const unsigned char *q = *p;
+  size_t left = (size_t)(end - q), h, n;
+  if (left >= 2 && q[0] == 0xc4) {
+    h = 2;
+    n = q[1];
+  } else if (left >= 3 && q[0] == 0xc5) {
+    h = 3;
+    n = (size_t)q[1] << 8 | q[2];
+  } else if (left >= 5 && q[0] == 0xc6) {
+    h = 5;
+    n = (size_t)q[1] << 24 | (size_t)q[2] << 16 | (size_t)q[3] << 8 | q[4];
+  } else {
+    return 0;
   }
-  return rc == EDDY_OK ? EDDY_OK : backend_failed(r, rc, at);
+  if (left - h < n)
+    return 0;
+  v->data = q + h;
+  v->len = n;
+  *p = q + h + n;
+  return 1;
+}
+
+/*
+ * The next section if it is a ROW as the writer makes them (a state id
+ * below 128, non-empty key and payload) and wholly in the window: rows are
+ * nearly all of a snapshot, and the general path, which reads item by item
+ * and checks each, took longer than decompressing them. Returns 0, having
+ * read nothing, for anything else; the general path then reads it, and
+ * says what is wrong with it. Else 1, with *rc what putting the row gave.
+ */
+static int quick_row(restore *r, int kg, int in_range, int *rc)
+{
+  source *in = &r->in;
+  section_start(in);
+  const unsigned char *p = in->data + in->pos, *end = in->data + in->len;
+  eddy_slice key, ns, payload;
+  if (end - p < 3 || p[0] != 0x95 || p[1] != SEC_ROW || p[2] >= 0x80 || p[2] >= r->nstates)
+    return 0;
+  uint32_t state = p[2];
+  p += 3;
+  if (!quick_bin(&p, end, &key) || !quick_bin(&p, end, &ns) || !quick_bin(&p, end, &payload) ||
+      key.len == 0 || payload.len == 0)
+    return 0;
+  in->section = SEC_ROW;
+  in->pos = (size_t)(p - in->data);
+  *rc = in_range ? restore_put(r, kg, state, key, ns, payload) : EDDY_OK;
+  return 1;
 }
 
 /* The fields of a TIMER section, and the timer registered if in_range. */
@@ -798,6 +940,12 @@ static int read_groups(restore *r)
     int in_range = kg >= r->kfirst && kg <= r->klast;
     int64_t counts[2] = {0, 0}, want[2];
     for (;;) {
+      if (quick_row(r, (int)kg, in_range, &rc)) {
+        if (rc != EDDY_OK)
+          return rc;
+        counts[0]++;
+        continue;
+      }
       at = offset(in);
       if ((rc = begin_section(in, &t)) != EDDY_OK)
         return rc;
@@ -832,7 +980,8 @@ static int read_groups(restore *r)
     return rc;
   if (end[0] != totals[0] || end[1] != totals[1] || end[2] != totals[2])
     return corrupt(in, at, "the counts of the end do not match the sections before it");
-  if ((uint64_t)end[3] != XXH3_64bits_digest(in->hash))
+  hash_done(in); /* everything before the end */
+  if (in->hash != NULL && (uint64_t)end[3] != XXH3_64bits_digest(in->hash))
     return corrupt(in, at, "checksum mismatch over the bytes before the end");
   rc = fill(in, 1);
   if (rc == EDDY_OK)
@@ -840,28 +989,31 @@ static int read_groups(restore *r)
   return rc == EDDY_EEOF ? EDDY_OK : rc;
 }
 
-int eddy_keyed_restore(eddy_keyed *k,
-                       int (*read)(void *ud, void *buf, size_t cap, size_t *got),
-                       void *ud, eddy_err *err)
+int eddy_keyed_restore(eddy_keyed *k, const eddy_keyed_source *src, eddy_err *err)
 {
-  if (k == NULL || read == NULL)
-    return eddy_seterr(err, EDDY_EINVAL, "keyed snapshot: no keyed state or no read function");
+  if (k == NULL || src == NULL || src->next == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "keyed snapshot: no keyed state or no source");
   restore r;
   memset(&r, 0, sizeof r);
-  r.in.read = read;
-  r.in.ud = ud;
+  r.in.src = src;
   r.in.err = err;
   r.k = k;
   r.b = eddy_keyed_backend(k);
-  eddy_buf_init(&r.in.buf);
+  eddy_buf_init(&r.in.carry);
   eddy_buf_init(&r.name);
   int rc;
-  if ((r.in.hash = XXH3_createState()) == NULL || XXH3_64bits_reset(r.in.hash) != XXH_OK)
+  if (!src->checked &&
+      ((r.in.hash = XXH3_createState()) == NULL || XXH3_64bits_reset(r.in.hash) != XXH_OK))
     rc = eddy_seterr(err, EDDY_ENOMEM, "keyed snapshot: out of memory");
   else if ((rc = read_head(&r)) == EDDY_OK)
     rc = read_groups(&r);
+  /* the rows the backend held back go in, after a failure too: the
+   * backend must not be left between a restore's rows and its end */
+  int done = eddy_backend_restore_done(r.b);
+  if (rc == EDDY_OK && done != EDDY_OK)
+    rc = eddy_seterr(err, done, "keyed snapshot: %s", eddy_backend_errmsg(r.b));
   XXH3_freeState(r.in.hash);
-  eddy_buf_free(&r.in.buf);
+  eddy_buf_free(&r.in.carry);
   eddy_buf_free(&r.name);
   free(r.ids);
   free(r.kinds);

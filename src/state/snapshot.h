@@ -84,13 +84,29 @@ int eddy_keyed_snapshot_write(eddy_keyed_snapshot *s,
 /* Main thread, once no thread writes s any more. NULL is fine. */
 void eddy_keyed_snapshot_free(eddy_keyed_snapshot *s);
 
+/* Where a restore reads a stream from. */
+typedef struct eddy_keyed_source {
+  /* Lends the next piece of the stream: *n > 0 bytes at *p, valid until
+   * the next call; *n 0 at the end (and after it). A non-zero return is an
+   * error code, which stops the restore and is returned as it is. */
+  int (*next)(void *ud, const void **p, size_t *n);
+  void *ud;
+  /* Non-zero when the source checks every byte itself and fails (from
+   * next) when one is damaged, at the latest when asked for more at the
+   * end, as a checkpoint's file reader does with the file's checksum. The
+   * stream's own checksum is then skipped: it would be the same check
+   * twice. */
+  int checked;
+} eddy_keyed_source;
+
 /*
- * Main thread: reads a stream through read(ud, buf, cap, &got) (got 0 means
- * the end of the stream; a non-zero return is an error code, returned as it
- * is) and puts every row and timer whose key group is in k's range into k,
- * through the public backend and timer functions; the others are skipped,
- * which is how a rescaled operator takes its part of a snapshot. States are
- * registered by name and kind first.
+ * Main thread: reads a stream from src, to its end, and puts every row and
+ * timer whose key group is in k's range into k (rows through
+ * eddy_backend_restore_row, timers through eddy_timers_register); the
+ * others are skipped, which is how a rescaled operator takes its part of a
+ * snapshot. States are registered by name and kind first. Bytes are parsed
+ * where src lends them; only a section that runs over the end of a piece
+ * is copied.
  *
  * Errors, with a message in err (which may be NULL):
  *   EDDY_ECORRUPT  not a snapshot, truncated or damaged; the message gives
@@ -98,12 +114,11 @@ void eddy_keyed_snapshot_free(eddy_keyed_snapshot *s);
  *   EDDY_EINVAL    a format version newer than this eddy reads, a max
  *                  parallelism other than k's, a state registered in k
  *                  with another kind
- *   EDDY_ENOMEM, or the code of read or of the backend
- * The checksum is checked at the end of the stream, after the rows went in:
- * after a failure k holds part of the snapshot and should be discarded.
+ *   EDDY_ENOMEM, or the code of next or of the backend
+ * The checksum (or the source, when it checks the bytes) fails at the end
+ * of the stream, after the rows went in: after a failure k holds part of
+ * the snapshot and should be discarded.
  */
-int eddy_keyed_restore(eddy_keyed *k,
-                       int (*read)(void *ud, void *buf, size_t cap, size_t *got),
-                       void *ud, eddy_err *err);
+int eddy_keyed_restore(eddy_keyed *k, const eddy_keyed_source *src, eddy_err *err);
 
 #endif
