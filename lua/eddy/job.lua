@@ -194,7 +194,7 @@ end
 
 -- One attempt: a fresh runtime job from the graph, with checkpoints and a
 -- checkpoint to start from. Returns ok, error, the runtime job.
-function Job:_attempt(vertices, restore_from, next_id)
+function Job:_attempt(vertices, restore_from, next_id, failures)
   local conf = self.config
   local ck = conf.checkpoint
   for _, n in ipairs(self.nodes) do
@@ -209,7 +209,7 @@ function Job:_attempt(vertices, restore_from, next_id)
       aligned_timeout = ck.aligned_timeout, tolerable_failures = ck.tolerable_failures,
       retained = ck.retained, dir = (ck.dir or default_checkpoint_dir()):gsub("^file://", ""),
       job_id = self.job_id, name = conf.name, compression = ck.compression, level = ck.zstd_level,
-      next_id = next_id, trace = conf.trace,
+      next_id = next_id, failures = failures, trace = conf.trace,
     })
     if not ok then
       error(("eddy.job: checkpoint.dir: cannot keep checkpoints in %s: %s"):format(
@@ -251,6 +251,7 @@ function Job:run(opts)
   end
   local strategy = restart.new(conf.restart)
   local restore_from, next_id = self:_starting_point(vertices)
+  local failures = 0
   local initial = restore_from
   local started = core.monotonic_ms()
   local history = {}
@@ -258,11 +259,12 @@ function Job:run(opts)
   local cj
   while true do
     local ok, err
-    ok, err, cj = self:_attempt(vertices, restore_from, next_id)
+    ok, err, cj = self:_attempt(vertices, restore_from, next_id, failures)
     for _, c in ipairs(cj:checkpoints()) do
       history[#history + 1] = c
     end
     next_id = cj:next_checkpoint_id()
+    failures = cj:checkpoint_failures()
     if ok then
       break
     end

@@ -8,6 +8,8 @@
 local eddy = require "eddy"
 local core = require "eddy.core"
 
+-- `checkpoint.lua cold PATH`: the restore timing alone, in a fresh process
+local cold_path = arg and arg[1] == "cold" and arg[2]
 local runs = tonumber(arg and arg[1]) or 3
 local keys = tonumber(arg and arg[2]) or 1000000
 local LEVEL = 1 -- checkpoint.zstd_level's default
@@ -80,6 +82,21 @@ local function build(dir, restore, empty)
   return job
 end
 
+-- The restore: the same graph started from the checkpoint, minus the same
+-- job started empty.
+local function restore_ms(dir, path, work)
+  local r = build(dir, path):run()
+  local e = build(work .. "/empty", nil, true):run()
+  return r.metrics.duration_ms - e.metrics.duration_ms
+end
+
+if cold_path then
+  local work = io.popen("mktemp -d"):read("l")
+  io.write(("restore_ms=%.1f\n"):format(restore_ms(work .. "/chk", cold_path, work)))
+  sh("rm -rf " .. quote(work))
+  return
+end
+
 local function median(t)
   local s = {}
   for i, v in ipairs(t) do
@@ -94,7 +111,7 @@ local function mb(bytes)
   return bytes / 1e6
 end
 
-local results = { sync = {}, async = {}, bytes = {}, raw = {}, restore = {},
+local results = { sync = {}, async = {}, bytes = {}, raw = {}, restore = {}, cold = {},
                   zstd_c = {}, zstd_d = {}, ckpt_tp = {}, restore_tp = {} }
 
 for run = 1, runs do
@@ -125,26 +142,28 @@ for run = 1, runs do
   sh(("zstd -q -d -c %s/raw.zst > /dev/null"):format(quote(work)))
   local t2 = core.monotonic_ms()
 
-  -- restore: the same graph started from the checkpoint, minus the same
-  -- job started empty
-  local restored = build(dir, last.path)
-  local r = restored:run()
-  local e = build(work .. "/empty", nil, true):run()
-  local restore_ms = r.metrics.duration_ms - e.metrics.duration_ms
+  -- warm: in this process, which has memory from the jobs before (as a
+  -- restart after a failure has); cold: in a new process (--resume)
+  local warm_ms = restore_ms(dir, last.path, work)
+  local p = io.popen(("%s %s cold %s"):format(quote(os.getenv("LUA") or "lua5.4"), quote(arg[0]),
+    quote(last.path)))
+  local cold_ms = tonumber(p:read("a"):match("restore_ms=([%d.]+)"))
+  assert(p:close() and cold_ms, "the cold restore failed")
 
   local async_ms = last.duration_ms - last.sync_ms
   results.sync[run] = last.sync_ms
   results.async[run] = async_ms
   results.bytes[run] = last.bytes
   results.raw[run] = raw_size
-  results.restore[run] = restore_ms
+  results.restore[run] = warm_ms
+  results.cold[run] = cold_ms
   results.zstd_c[run] = t1 - t0
   results.zstd_d[run] = t2 - t1
   results.ckpt_tp[run] = mb(raw_size) / (async_ms / 1000)
-  results.restore_tp[run] = mb(raw_size) / (restore_ms / 1000)
-  io.write(("  run %d: sync %.1f ms, async %.0f ms, %.1f MB on disk (%.1f MB raw), restore %.0f ms; "
-    .. "zstd -T1 -%d: compress %.0f ms, decompress %.0f ms\n"):format(run, last.sync_ms, async_ms,
-    mb(last.bytes), mb(raw_size), restore_ms, LEVEL, t1 - t0, t2 - t1))
+  results.restore_tp[run] = mb(raw_size) / (warm_ms / 1000)
+  io.write(("  run %d: sync %.1f ms, async %.0f ms, %.1f MB on disk (%.1f MB raw), restore %.0f ms "
+    .. "(%.0f ms in a new process); zstd -T1 -%d: compress %.0f ms, decompress %.0f ms\n"):format(run,
+    last.sync_ms, async_ms, mb(last.bytes), mb(raw_size), warm_ms, cold_ms, LEVEL, t1 - t0, t2 - t1))
   sh("rm -rf " .. quote(work))
 end
 
@@ -159,3 +178,6 @@ io.write(("  asynchronous part %.0f ms: %.0f MB/s of raw state; zstd -T1 -%d com
 io.write(("  %.1f MB written for %.1f MB of state\n"):format(mb(median(results.bytes)), mb(raw)))
 io.write(("  restore %.0f ms: %.0f MB/s; zstd -d at %.0f MB/s: ratio %.2f (target >= 0.7)\n")
   :format(median(results.restore), rt, zd, rt / zd))
+local cold = median(results.cold)
+io.write(("  restore in a new process %.0f ms: %.0f MB/s, ratio %.2f (its memory is new: page faults)\n")
+  :format(cold, mb(raw) / (cold / 1000), mb(raw) / (cold / 1000) / zd))

@@ -335,6 +335,39 @@ describe("checkpoints", function()
     assert.truthy(err:find("cannot snapshot 4", 1, true), err)
   end)
 
+  it("go on counting failed checkpoints across a restart, as Flink does", function()
+    local dir = run.tmpdir()
+    -- snapshots 2 and 3 fail; between them the source fails the job once
+    local path = run.write(dir .. "/across.lua", [[
+      local job = eddy.job { name = "across",
+        checkpoint = { interval = "10ms", tolerable_failures = 1, dir = ... },
+        restart = { strategy = "fixed_delay", attempts = 1, delay = "1ms" } }
+      local n, ready, snapshots, failed = 0, false, 0, false
+      job:source {
+        next = function()
+          if snapshots == 2 and not failed then failed = true; error("the source fails") end
+          ready = not ready
+          if not ready then return false end
+          n = n + 1
+          return n <= 100 and n or nil
+        end,
+        snapshot = function()
+          snapshots = snapshots + 1
+          if snapshots == 2 or snapshots == 3 then error("cannot snapshot " .. snapshots) end
+          return n
+        end,
+        restore = function(_, pos) n = pos end,
+      }:sink(function() end)
+      job:run()
+    ]])
+    local _, err, code = run.sh(("%s run %s %s"):format(run.quote(run.exe), run.quote(path),
+      run.quote(dir .. "/chk")))
+    assert.equal(1, code, err)
+    assert.truthy(err:find("the source fails", 1, true), err)
+    assert.truthy(err:find("Exceeded checkpoint tolerable failure threshold (1)", 1, true), err)
+    assert.truthy(err:find("cannot snapshot 3", 1, true), err)
+  end)
+
   it("go unaligned once aligned_timeout has passed, and recover exactly once", function()
     local dir = run.tmpdir()
     -- a fast and a slow source into a slow keyed count: the barrier of the

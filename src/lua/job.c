@@ -807,7 +807,7 @@ static lua_Integer int_field(lua_State *L, int idx, const char *name, lua_Intege
 /* job:enable_checkpoints{interval =, timeout =, min_pause =, max_concurrent =,
  * mode = "exactly_once" | "at_least_once", unaligned =, aligned_timeout =,
  * tolerable_failures =, retained =, dir =, job_id =, name =, compression =,
- * level =, next_id =, trace = boolean} (durations in ms, already
+ * level =, next_id =, failures =, trace = boolean} (durations in ms, already
  * validated by eddy.config) */
 static int l_job_enable_checkpoints(lua_State *L)
 {
@@ -824,6 +824,7 @@ static int l_job_enable_checkpoints(lua_State *L)
   cfg.retained = (int)int_field(L, 2, "retained", 1);
   cfg.level = (int)int_field(L, 2, "level", 1);
   cfg.next_id = int_field(L, 2, "next_id", 1);
+  cfg.failures = (int)int_field(L, 2, "failures", 0);
   lua_getfield(L, 2, "mode");
   cfg.mode = strcmp(luaL_optstring(L, -1, "exactly_once"), "at_least_once") == 0
                  ? EDDY_CKPT_AT_LEAST_ONCE
@@ -908,6 +909,13 @@ static int l_job_next_checkpoint_id(lua_State *L)
   return 1;
 }
 
+/* job:checkpoint_failures(): consecutive counted failures now */
+static int l_job_checkpoint_failures(lua_State *L)
+{
+  lua_pushinteger(L, eddy_job_checkpoint_failures(check_job(L, 1)->job));
+  return 1;
+}
+
 /* job:use_manual_clock(start) */
 static int l_job_use_manual_clock(lua_State *L)
 {
@@ -966,6 +974,7 @@ void eddy_open_job(lua_State *L, int ctx)
       {"add_vertex", l_job_add_vertex}, {"checkpoints", l_job_checkpoints},
       {"connect", l_job_connect}, {"enable_checkpoints", l_job_enable_checkpoints},
       {"next_checkpoint_id", l_job_next_checkpoint_id}, {"restore", l_job_restore},
+      {"checkpoint_failures", l_job_checkpoint_failures},
       {"run", l_job_run}, {"stats", l_job_stats},
       {"use_manual_clock", l_job_use_manual_clock}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {

@@ -351,6 +351,7 @@ int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg
   if (c->cfg.retained < 1)
     c->cfg.retained = 1;
   c->next_id = cfg->next_id > 0 ? cfg->next_id : 1;
+  c->failures = cfg->failures > 0 ? cfg->failures : 0;
   c->next_trigger = EDDY_NEVER;
   c->last_completion = INT64_MIN;
   c->last_success = 0;
@@ -1425,4 +1426,9 @@ int eddy_job_checkpoint_info(const eddy_job *job, int i, eddy_ckpt_info *info)
 int64_t eddy_job_next_checkpoint_id(const eddy_job *job)
 {
   return job->ckpt ? job->ckpt->next_id : 1;
+}
+
+int eddy_job_checkpoint_failures(const eddy_job *job)
+{
+  return job->ckpt != NULL ? job->ckpt->failures : 0;
 }

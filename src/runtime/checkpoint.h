@@ -49,6 +49,8 @@ typedef struct eddy_checkpoint_config {
   int level;               /* zstd level */
   int64_t next_id;         /* id of the first checkpoint (ids continue
                               after a restore) */
+  int failures;            /* consecutive counted failures so far: the count
+                              goes on across restarts, as in Flink */
   FILE *trace;             /* a line per barrier event, or NULL */
 } eddy_checkpoint_config;
 
@@ -103,5 +105,8 @@ int eddy_job_checkpoint_count(const eddy_job *job);
 int eddy_job_checkpoint_info(const eddy_job *job, int i, eddy_ckpt_info *info);
 /* The id the next checkpoint would get. */
 int64_t eddy_job_next_checkpoint_id(const eddy_job *job);
+/* Consecutive counted checkpoint failures now (0 after a job failure
+ * caused by too many). */
+int eddy_job_checkpoint_failures(const eddy_job *job);
 
 #endif
