@@ -117,6 +117,24 @@ end
 Context.operator_list_state = unavailable("ctx:operator_list_state")
 Context.union_list_state = unavailable("ctx:union_list_state")
 Context.broadcast_state = unavailable("ctx:broadcast_state")
+-- Operator state (Flink's OperatorStateStore): list states of this
+-- subtask, not of a key. On a restore at another parallelism, split lists
+-- are cut into chunks and union lists go to everyone (eddy.opstate).
+local function operator_state(self, name, mode, where)
+  if not self._opstate then
+    error(where .. ": operator state belongs to the operators of a job (not the harness)", 3)
+  end
+  return self._opstate:list(name, mode, where)
+end
+
+function Context:operator_list_state(name)
+  return operator_state(self, name, "split", "ctx:operator_list_state")
+end
+
+function Context:union_list_state(name)
+  return operator_state(self, name, "union", "ctx:union_list_state")
+end
+
 -- Flink's isRestored(): the job started from a checkpoint (whether or not
 -- this operator had state in it).
 function Context:is_restored()

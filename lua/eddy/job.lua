@@ -194,7 +194,7 @@ end
 
 -- One attempt: a fresh runtime job from the graph, with checkpoints and a
 -- checkpoint to start from. Returns ok, error, the runtime job.
-function Job:_attempt(vertices, restore_from, next_id, failures)
+function Job:_attempt(vertices, restore_from, next_id, failures, savepoint_at_end)
   local conf = self.config
   local ck = conf.checkpoint
   for _, n in ipairs(self.nodes) do
@@ -202,25 +202,52 @@ function Job:_attempt(vertices, restore_from, next_id, failures)
   end
   self._restoring = restore_from ~= nil
   local cj = plan.build(self, vertices)
-  if ck.interval then
-    local ok, err = pcall(cj.enable_checkpoints, cj, {
-      interval = ck.interval, timeout = ck.timeout, min_pause = ck.min_pause,
-      max_concurrent = ck.max_concurrent, mode = ck.mode, unaligned = ck.unaligned,
-      aligned_timeout = ck.aligned_timeout, tolerable_failures = ck.tolerable_failures,
-      retained = ck.retained, dir = (ck.dir or default_checkpoint_dir()):gsub("^file://", ""),
-      job_id = self.job_id, name = conf.name, compression = ck.compression, level = ck.zstd_level,
-      next_id = next_id, failures = failures, trace = conf.trace,
-    })
-    if not ok then
-      error(("eddy.job: checkpoint.dir: cannot keep checkpoints in %s: %s"):format(
-        ck.dir or default_checkpoint_dir(), tostring(err):gsub("^eddy: ", "")), 0)
-    end
+  -- the coordinator is there without periodic checkpoints too: it takes
+  -- savepoints
+  local ok, err = pcall(cj.enable_checkpoints, cj, {
+    interval = ck.interval or 0, timeout = ck.timeout, min_pause = ck.min_pause,
+    max_concurrent = ck.max_concurrent, mode = ck.mode, unaligned = ck.unaligned,
+    aligned_timeout = ck.aligned_timeout, tolerable_failures = ck.tolerable_failures,
+    retained = ck.retained,
+    dir = ck.interval and (ck.dir or default_checkpoint_dir()):gsub("^file://", "") or nil,
+    job_id = self.job_id, name = conf.name, compression = ck.compression, level = ck.zstd_level,
+    next_id = next_id, failures = failures, trace = conf.trace,
+  })
+  if not ok then
+    error(("eddy.job: checkpoint.dir: cannot keep checkpoints in %s: %s"):format(
+      ck.dir or default_checkpoint_dir(), tostring(err):gsub("^eddy: ", "")), 0)
   end
   if restore_from then
     cj:restore(restore_from)
   end
-  local ok, err = pcall(cj.run, cj)
+  if savepoint_at_end then
+    cj:stop_with_savepoint_at_end(savepoint_at_end)
+  end
+  self._cj = cj
+  ok, err = pcall(cj.run, cj)
+  self._cj = nil
   return ok, err, cj
+end
+
+-- The folder savepoints go to when none is named: savepoint_dir, else the
+-- current folder.
+function Job:_savepoint_dir(dir)
+  return ((dir or self.config.savepoint_dir or "."):gsub("^file://", ""))
+end
+
+-- job:savepoint([dir]) while the job runs (from a function of the job):
+-- a savepoint is taken at the next round; the run's result lists it.
+function Job:savepoint(dir)
+  if dir ~= nil and type(dir) ~= "string" then
+    error("job:savepoint: expected a folder", 2)
+  end
+  if not self._cj then
+    error("job:savepoint: the job is not running", 2)
+  end
+  local ok, err = pcall(self._cj.savepoint, self._cj, self:_savepoint_dir(dir))
+  if not ok then
+    error("job:savepoint: " .. tostring(err), 2)
+  end
 end
 
 -- Runs to the end of the bounded input, restarting after failures as the
@@ -228,9 +255,7 @@ end
 -- { metrics =, checkpoints = }.
 function Job:run(opts)
   opts = config.check_options(opts or {}, run_opts, "job:run", 3)
-  if opts.savepoint then
-    error("job:run: stopping with a savepoint is not available in this version of eddy", 2)
-  end
+  local savepoint_at_end = opts.savepoint and self:_savepoint_dir(opts.savepoint)
   if self._ran then
     error("job:run: this job has already run; build a new job to run again", 2)
   end
@@ -259,7 +284,7 @@ function Job:run(opts)
   local cj
   while true do
     local ok, err
-    ok, err, cj = self:_attempt(vertices, restore_from, next_id, failures)
+    ok, err, cj = self:_attempt(vertices, restore_from, next_id, failures, savepoint_at_end)
     for _, c in ipairs(cj:checkpoints()) do
       history[#history + 1] = c
     end
@@ -268,7 +293,7 @@ function Job:run(opts)
     if ok then
       break
     end
-    if err == "interrupted" then
+    if err == "interrupted" or err == "cancelled" then
       self:_end_checkpoints("cancelled")
       error(err, 0)
     end
@@ -302,7 +327,11 @@ function Job:run(opts)
     end
   end
   self._metrics = metrics
-  return { metrics = metrics, checkpoints = history }
+  local stopped, savepoint = cj:stopped()
+  if savepoint_at_end and not stopped then
+    error("job:run: the job ended before its savepoint was taken", 2)
+  end
+  return { metrics = metrics, checkpoints = history, savepoint = stopped and savepoint or nil }
 end
 
 -- The checkpoints of the last run, in trigger order, also after it failed:

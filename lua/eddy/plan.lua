@@ -285,9 +285,19 @@ local function open_subtask(job, v, task, keyed, restored)
       clock = { now = now, wake_at = wake_at },
       config = job.config,
       report = job.reports[n],
-      -- this node's state from the checkpoint restored from, if any
-      restored = restored and restored[state_uid(n)],
     }
+    -- this node's state from the checkpoint restored from: its own subtask's
+    -- (restored), and every old subtask's, for operators that redistribute
+    -- state when the parallelism changed (restored_all: { parallelism =,
+    -- [old index + 1] = state or false })
+    if restored then
+      local uid, all = state_uid(n), { parallelism = restored.parallelism }
+      for j = 1, restored.parallelism do
+        all[j] = restored[j] and restored[j][uid] or false
+      end
+      env.restored = all[task:index() + 1] or nil
+      env.restored_all = all
+    end
     local inst = n.build(env)
     instances[i] = inst
     push_of[n] = inst.push
@@ -391,13 +401,33 @@ function M.check_restore(job, vertices, info)
         seen[st.uid] = true
         missing[#missing + 1] = ("%s (%s)"):format(st.uid, st.vertex or "?")
       end
-    elseif st.parallelism ~= v.parallelism then
-      error(("%s: %s ran at parallelism %d and now has %d; changing the parallelism of a "
-        .. "restored job is not available in this version of eddy")
-        :format(where, v.name, st.parallelism, v.parallelism), 0)
-    elseif v.keyed and st.max_parallelism ~= v.max_parallelism then
-      error(("%s: %s had max parallelism %d and now has %d; the max parallelism of keyed "
-        .. "state cannot change"):format(where, v.name, st.max_parallelism, v.max_parallelism), 0)
+    else
+      if v.keyed and st.max_parallelism ~= v.max_parallelism then
+        -- as in Flink, a max parallelism the job does not set comes from
+        -- the state; one it sets must match
+        if job.config.max_parallelism ~= nil then
+          error(("%s: %s had max parallelism %d and now has %d; the max parallelism of keyed "
+            .. "state cannot change"):format(where, v.name, st.max_parallelism, v.max_parallelism), 0)
+        end
+        v.max_parallelism = st.max_parallelism
+      end
+      if v.keyed and v.parallelism > v.max_parallelism then
+        error(("%s: %s cannot run at parallelism %d: its state has %d key groups (the max "
+          .. "parallelism)"):format(where, v.name, v.parallelism, v.max_parallelism), 0)
+      end
+      if st.parallelism ~= v.parallelism then
+        if v.source then
+          error(("%s: %s ran at parallelism %d and cannot be restored at %d: each subtask's "
+            .. "read position is its own"):format(where, v.name, st.parallelism, v.parallelism), 0)
+        end
+        for _, part in ipairs(st.parts or {}) do
+          if part == "channels" then
+            error(("%s: %s holds records that were in flight (an unaligned checkpoint), which "
+              .. "only the same parallelism can take back; restore it at parallelism %d"):format(
+              where, v.name, st.parallelism), 0)
+          end
+        end
+      end
     end
   end
   if #missing > 0 and not job.config.allow_non_restored_state then

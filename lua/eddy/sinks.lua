@@ -87,16 +87,29 @@ function Stream:collect()
   sink_node(self, "collect", function(env)
     local values, owners = collected._values, collected._owners
     local me = env.task:index()
-    local count = env.restored and env.restored.count or 0
-    local n, mine = 0, 0
+    -- how many values of each old subtask this one keeps: its own, and,
+    -- at a lower parallelism, subtask 0 also those of subtasks now gone
+    local keep = { [me] = 0 }
+    local all = env.restored_all
+    if all then
+      for j = 0, all.parallelism - 1 do
+        if j == me or (me == 0 and j >= env.task:parallelism()) then
+          keep[j] = all[j + 1] and all[j + 1].count or 0
+        end
+      end
+    end
+    local n, seen, count = 0, {}, 0
     for i = 1, #values do
       local owner = owners[i]
-      if owner == me then
-        mine = mine + 1
+      local limit = keep[owner]
+      if limit then
+        seen[owner] = (seen[owner] or 0) + 1
       end
-      if owner ~= me or mine <= count then
+      if not limit or seen[owner] <= limit then
         n = n + 1
-        values[n], owners[n] = values[i], owner
+        -- what this subtask keeps is its own from now on
+        values[n], owners[n] = values[i], limit and me or owner
+        count = count + (limit and 1 or 0)
       end
     end
     for i = #values, n + 1, -1 do
@@ -141,10 +154,16 @@ function Stream:to_file(dir, opts)
       transactional = job.config.checkpoint.interval ~= nil
     end
     local subtask = env.task:index()
-    local restored = env.restored
     if transactional then
-      -- files the restored checkpoint saw closed are committed, others go
-      core.writer_recover(dir, subtask, restored and restored.pending or {})
+      -- files the restored checkpoint saw closed are committed, others go;
+      -- at a lower parallelism subtask 0 does so for the subtasks now gone
+      local all = env.restored_all
+      core.writer_recover(dir, subtask, env.restored and env.restored.pending or {})
+      for j = env.task:parallelism(), (all and all.parallelism or 0) - 1 do
+        if subtask == 0 then
+          core.writer_recover(dir, j, all[j + 1] and all[j + 1].pending or {})
+        end
+      end
     end
     local writer = core.writer_open {
       dir = dir, subtask = subtask, format = format, transactional = transactional,

@@ -274,11 +274,33 @@ local function reader_source(job, where, what, name, opts, reader_opts)
     end
     local position, seek
     if reader_opts.path then -- a file can be read again from a position; stdin cannot
+      -- the bytes before the position tell, on restore, whether the file
+      -- is still the one read (lines appended since are fine: a growing
+      -- log goes on where it was)
+      local function tail(offset)
+        local f = io.open(reader_opts.path, "rb")
+        if not f then
+          return nil
+        end
+        local from = math.max(0, offset - 64)
+        f:seek("set", from)
+        local bytes = f:read(offset - from) or ""
+        f:close()
+        return bytes
+      end
       position = function()
         local offset, line = reader:position()
-        return { offset, line }
+        return { offset, line, tail(offset) }
       end
-      seek = function(pos) reader:seek(pos[1], pos[2]) end
+      seek = function(pos)
+        local offset, line, before = pos[1], pos[2], pos[3]
+        local now = tail(offset)
+        if before ~= nil and now ~= nil and #now == #before and now ~= before then
+          error(("%s: the file changed before byte %d since it was read (replaced or rewritten): "
+            .. "it cannot be resumed there"):format(reader_opts.path, offset), 0)
+        end
+        reader:seek(offset, line)
+      end
     end
     return function() return reader:next() end, function() reader:close() end, finish,
       position, seek

@@ -11,6 +11,7 @@
 --   "union"         virtual: several inputs feeding one operator
 --   "side"          virtual: the side output `tag` of an operator
 
+local opstate = require "eddy.opstate"
 local context = require "eddy.context"
 local inspect = require "eddy.inspect"
 
@@ -250,14 +251,12 @@ end
 
 local PROCESS = { open = true, process = true, close = true,
                   initialize_state = true, snapshot_state = true }
-local KEYED_PROCESS = { open = true, process = true, close = true, on_timer = true }
+local KEYED_PROCESS = { open = true, process = true, close = true, on_timer = true,
+                        initialize_state = true, snapshot_state = true }
 
 -- Non-keyed process: a process function without keyed state.
 function Stream:process(uid, fns)
-  check_process(uid, fns, PROCESS, {
-    initialize_state = "initialize_state (operator state)",
-    snapshot_state = "snapshot_state (operator state)",
-  })
+  check_process(uid, fns, PROCESS, {})
   return self:_op("process " .. uid, function(env)
     return M.process_instance(env, fns)
   end, { uid = uid })
@@ -271,6 +270,23 @@ function M.process_instance(env, fns, keyed)
   local ctx = env.ctx
   local out, seal = context.collector(env.emit, env.side, env.emit_at)
   local process = fns.process
+  -- operator state: this subtask's share of what the old subtasks stored,
+  -- handed out again if the parallelism changed (SEMANTICS.md section 6)
+  local restored_lists
+  local all = env.restored_all
+  if all then
+    local old = {}
+    for j = 1, all.parallelism do
+      old[j] = all[j] and all[j].lists or nil
+    end
+    restored_lists = opstate.redistribute(old, all.parallelism, env.task:parallelism())[env.task:index() + 1]
+  end
+  local store = opstate.new_store(restored_lists)
+  ctx._opstate = store
+  -- Flink calls initializeState before open
+  if fns.initialize_state then
+    fns.initialize_state(ctx)
+  end
   if fns.open then
     fns.open(ctx)
   end
@@ -279,6 +295,13 @@ function M.process_instance(env, fns, keyed)
     call = { process, ctx, out }, -- the same, without the extra call
     finish = seal,
     close = fns.close and function() fns.close(ctx) end,
+    snapshot = function(id)
+      if fns.snapshot_state then
+        fns.snapshot_state(ctx, id)
+      end
+      local lists = store:snapshot()
+      return next(lists) ~= nil and { lists = lists } or nil
+    end,
   }
   if keyed then
     local driver = context.keyed_driver(fns, ctx, out, env.set_timestamp)

@@ -164,4 +164,37 @@ describe("examples", function()
     end
     assert.are.same(expected, lines)
   end)
+
+  it("buffering_sink.lua keeps its buffers in operator state through a savepoint and a rescale", function()
+    local dir = run.tmpdir()
+    local out, err, code = run.eddy("run", run.root .. "/examples/buffering_sink.lua", dir .. "/sp")
+    run.cleanup()
+    assert.are.equal(0, code, err)
+    -- every order flushed once, or still buffered when the second run ends
+    local seen, flushed, back, second = {}, 0, {}, false
+    for line in out:gmatch("[^\n]+") do
+      second = second or line:match("^savepoint: ") ~= nil
+      local list = line:match("^flush> (.*)$") or second and line:match("still buffered at the end: (.*)$")
+      if line:match("^flush> ") then
+        flushed = flushed + 1
+      end
+      for id in (list or ""):gmatch("%d+") do
+        assert.is_nil(seen[id], "order " .. id .. " twice")
+        seen[id] = true
+      end
+      local n = line:match("^subtask %d of 3: (%d+) buffered orders back$")
+      back[#back + 1] = n and tonumber(n) or nil
+    end
+    for _, o in ipairs(orders()) do
+      if o.order_id > 80 then
+        break
+      end
+      assert.truthy(seen[tostring(o.order_id)], "order " .. o.order_id .. " lost")
+    end
+    -- 50 orders in batches of 7 over 2 subtasks: 6 flushed, 8 buffered,
+    -- handed back to 3 subtasks in chunks of 3, 3 and 2
+    table.sort(back)
+    assert.are.same({ 2, 3, 3 }, back)
+    assert.equal(9, flushed)
+  end)
 end)

@@ -53,7 +53,8 @@ static int l_checkpoint_latest(lua_State *L)
 
 /* core.checkpoint_info(path) -> {path =, name =, id =, job =, kind =,
  * time =, job_name =, subtasks = {{vertex =, uid =, subtask =,
- * parallelism =, max_parallelism =}, ...}, metadata = JSON text} after
+ * parallelism =, max_parallelism =, parts = {"keyed", ...}, finished =},
+ * ...}, metadata = JSON text} after
  * checking every file; raises with what is damaged. */
 static int l_checkpoint_info(lua_State *L)
 {
@@ -84,7 +85,7 @@ static int l_checkpoint_info(lua_State *L)
   lua_createtable(L, (int)json_array_size(subtasks), 0);
   for (size_t i = 0; i < json_array_size(subtasks); i++) {
     json_t *e = json_array_get(subtasks, i);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 7);
     static const char *const strings[] = {"vertex", "uid"};
     for (int k = 0; k < 2; k++) {
       const char *v = json_string_value(json_object_get(e, strings[k]));
@@ -100,6 +101,19 @@ static int l_checkpoint_info(lua_State *L)
         lua_pushinteger(L, (lua_Integer)json_integer_value(v));
         lua_setfield(L, -2, integers[k]);
       }
+    }
+    json_t *parts = json_object_get(e, "parts");
+    lua_createtable(L, (int)json_array_size(parts), 0);
+    for (size_t k = 0; k < json_array_size(parts); k++) {
+      const char *part = json_string_value(json_array_get(parts, k));
+      const char *dot = part ? strrchr(part, '.') : NULL;
+      lua_pushstring(L, dot ? dot + 1 : part ? part : "");
+      lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, -2, "parts");
+    if (json_is_true(json_object_get(e, "finished"))) {
+      lua_pushboolean(L, 1);
+      lua_setfield(L, -2, "finished");
     }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }

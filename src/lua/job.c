@@ -135,11 +135,11 @@ static int read_part(void *ud, const void **p, size_t *n)
 }
 
 /* The keyed state of this subtask in the checkpoint restored from. */
-static int restore_keyed(eddy_task *t, eddy_keyed *k, eddy_err *err)
+static int restore_keyed_from(eddy_task *t, int old_index, eddy_keyed *k, eddy_err *err)
 {
   part_source src;
   src.err.code = EDDY_OK;
-  int rc = eddy_task_restore_part(t, "keyed", &src.r, err);
+  int rc = eddy_task_restore_part_of(t, old_index, "keyed", &src.r, err);
   if (rc == EDDY_ENOTFOUND)
     return EDDY_OK;
   if (rc != EDDY_OK)
@@ -157,14 +157,37 @@ static int restore_keyed(eddy_task *t, eddy_keyed *k, eddy_err *err)
   return rc;
 }
 
-/* Pushes this subtask's restored operator states, or nil. Memory held
- * across Lua calls lives in a userdata, so a raise cannot leak it. */
-static int push_restored(lua_State *L, eddy_task *t, eddy_err *err)
+/* The keyed state of this subtask: its own part, or, when the parallelism
+ * changed, the key groups it now owns from every old subtask that had
+ * some of them (the restore skips the others). */
+static int restore_keyed(eddy_task *t, eddy_keyed *k, eddy_err *err)
+{
+  int old_p = eddy_task_restored_parallelism(t);
+  if (old_p == 0)
+    return EDDY_OK;
+  if (old_p == eddy_task_parallelism(t))
+    return restore_keyed_from(t, eddy_task_index(t), k, err);
+  int maxp, first, last;
+  eddy_task_key_groups(t, &maxp, &first, &last);
+  for (int i = 0; i < old_p; i++) {
+    int from, to;
+    if (eddy_task_restored_key_groups(t, i, &from, &to) != EDDY_OK || to < first || from > last)
+      continue;
+    int rc = restore_keyed_from(t, i, k, err);
+    if (rc != EDDY_OK)
+      return rc;
+  }
+  return EDDY_OK;
+}
+
+/* Pushes the operator states old subtask old_index stored (a table by
+ * uid), or false when it stored none. */
+static int push_operators_of(lua_State *L, eddy_task *t, int old_index, eddy_err *err)
 {
   eddy_chk_reader *r;
-  int rc = eddy_task_restore_part(t, "operators", &r, err);
+  int rc = eddy_task_restore_part_of(t, old_index, "operators", &r, err);
   if (rc == EDDY_ENOTFOUND) {
-    lua_pushnil(L);
+    lua_pushboolean(L, 0);
     return EDDY_OK;
   }
   if (rc != EDDY_OK)
@@ -182,6 +205,29 @@ static int push_restored(lua_State *L, eddy_task *t, eddy_err *err)
     rc = eddy_lua_decode(L, all.data, all.len, NULL, err);
   eddy_buf_free(&all);
   return rc;
+}
+
+/* Pushes the operator states of this vertex in the checkpoint restored
+ * from: { parallelism = old p, [old index + 1] = that subtask's table by
+ * uid, or false }, or nil when not restoring (or the vertex is new). Lua
+ * hands them out, redistributing them if the parallelism changed. */
+static int push_restored(lua_State *L, eddy_task *t, eddy_err *err)
+{
+  int old_p = eddy_task_restored_parallelism(t);
+  if (old_p == 0) {
+    lua_pushnil(L);
+    return EDDY_OK;
+  }
+  lua_createtable(L, old_p, 1);
+  lua_pushinteger(L, old_p);
+  lua_setfield(L, -2, "parallelism");
+  for (int i = 0; i < old_p; i++) {
+    int rc = push_operators_of(L, t, i, err);
+    if (rc != EDDY_OK)
+      return rc;
+    lua_rawseti(L, -2, i + 1);
+  }
+  return EDDY_OK;
 }
 
 /* ---- vertex callbacks ---- */
@@ -832,7 +878,7 @@ static int l_job_enable_checkpoints(lua_State *L)
   lua_getfield(L, 2, "unaligned");
   cfg.unaligned = lua_toboolean(L, -1);
   lua_getfield(L, 2, "dir");
-  cfg.dir = luaL_checkstring(L, -1);
+  cfg.dir = luaL_optstring(L, -1, NULL); /* none without periodic checkpoints */
   lua_getfield(L, 2, "job_id");
   cfg.job_id = luaL_checkstring(L, -1);
   lua_getfield(L, 2, "compression");
@@ -875,9 +921,11 @@ static int l_job_checkpoints(lua_State *L)
   for (int i = 0; i < n; i++) {
     eddy_ckpt_info info;
     eddy_job_checkpoint_info(j->job, i, &info);
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 10);
     lua_pushinteger(L, info.id);
     lua_setfield(L, -2, "id");
+    lua_pushstring(L, info.kind ? info.kind : "checkpoint");
+    lua_setfield(L, -2, "kind");
     lua_pushstring(L, status[info.status]);
     lua_setfield(L, -2, "status");
     lua_pushinteger(L, info.triggered);
@@ -909,6 +957,59 @@ static int l_job_next_checkpoint_id(lua_State *L)
   return 1;
 }
 
+/* A savepoint asked for from Lua ended: a line on stderr either way (the
+ * caller cannot wait for it inside the run); job:checkpoints() lists it. */
+static void savepoint_done(void *ud, int rc, const char *what)
+{
+  (void)ud;
+  if (rc == EDDY_OK)
+    fprintf(stderr, "eddy: savepoint written: %s\n", what);
+  else
+    fprintf(stderr, "eddy: savepoint failed: %s\n", what);
+}
+
+/* job:savepoint(dir [, stop [, drain]]): asks for a savepoint, taken at the
+ * next round of the run (see eddy_job_savepoint) */
+static int l_job_savepoint(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  const char *dir = luaL_checkstring(L, 2);
+  if (eddy_job_savepoint(j->job, dir, lua_toboolean(L, 3), lua_toboolean(L, 4), savepoint_done,
+                         NULL) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
+  return 0;
+}
+
+/* job:stop_with_savepoint_at_end(dir) */
+static int l_job_stop_at_end(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  if (eddy_job_stop_with_savepoint_at_end(j->job, luaL_checkstring(L, 2)) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
+  return 0;
+}
+
+/* job:cancel(): the run ends at once with "cancelled" */
+static int l_job_cancel(lua_State *L)
+{
+  eddy_job_cancel(check_job(L, 1)->job);
+  return 0;
+}
+
+/* job:stopped() -> whether the run ended with a stop savepoint, and the
+ * newest savepoint completed in the run (or nil) */
+static int l_job_stopped(lua_State *L)
+{
+  ljob *j = check_job(L, 1);
+  lua_pushboolean(L, eddy_job_stopped(j->job));
+  const char *path = eddy_job_savepoint_path(j->job);
+  if (path)
+    lua_pushstring(L, path);
+  else
+    lua_pushnil(L);
+  return 2;
+}
+
 /* job:checkpoint_failures(): consecutive counted failures now */
 static int l_job_checkpoint_failures(lua_State *L)
 {
@@ -935,7 +1036,8 @@ static int l_job_run(lua_State *L)
   int rc = eddy_job_run(j->job);
   j->running = 0;
   if (rc == EDDY_EINTR)
-    return eddy_lua_fail(L, "interrupted");
+    return eddy_lua_fail(L, "%s", strcmp(eddy_job_errmsg(j->job), "cancelled") == 0 ? "cancelled"
+                                                                                  : "interrupted");
   if (rc != EDDY_OK)
     return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
   return 0;
@@ -974,7 +1076,9 @@ void eddy_open_job(lua_State *L, int ctx)
       {"add_vertex", l_job_add_vertex}, {"checkpoints", l_job_checkpoints},
       {"connect", l_job_connect}, {"enable_checkpoints", l_job_enable_checkpoints},
       {"next_checkpoint_id", l_job_next_checkpoint_id}, {"restore", l_job_restore},
-      {"checkpoint_failures", l_job_checkpoint_failures},
+      {"checkpoint_failures", l_job_checkpoint_failures}, {"savepoint", l_job_savepoint},
+      {"stop_with_savepoint_at_end", l_job_stop_at_end}, {"cancel", l_job_cancel},
+      {"stopped", l_job_stopped},
       {"run", l_job_run}, {"stats", l_job_stats},
       {"use_manual_clock", l_job_use_manual_clock}, {NULL, NULL}};
   static const luaL_Reg task_methods[] = {

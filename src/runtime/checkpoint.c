@@ -127,6 +127,7 @@ typedef struct pending {
   int acked;         /* subtasks whose synchronous part (and channel state) is done */
   int writes;        /* parts queued or being written */
   int aborted;       /* given up; its folder goes once its writes are done */
+  int savepoint;     /* the savepoint asked for (c->sp) */
   eddy_chk_writer *writer;
   json_t *subtasks;  /* for _metadata */
   int history;       /* index into the coordinator's history */
@@ -141,6 +142,14 @@ typedef struct work {
   char msg[EDDY_ERR_MSG_MAX];
   struct work *next;
 } work;
+
+typedef struct savepoint_request {
+  char *dir;
+  int stop, drain;
+  int triggered;
+  eddy_savepoint_done done;
+  void *ud;
+} savepoint_request;
 
 typedef struct history_entry {
   eddy_ckpt_info info;
@@ -159,6 +168,7 @@ struct ckpt_coordinator {
   int failures;            /* consecutive counted failures */
   int64_t final_id;        /* the checkpoint taken once all finished, 0 none */
   int final_completed;
+  savepoint_request *sp;   /* the savepoint asked for, or NULL */
   pending *pending;        /* oldest first */
   int npending;
   int ntasks;
@@ -324,13 +334,13 @@ int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg
 {
   if (job->ran)
     return eddy_seterr(&job->err, EDDY_EINVAL, "a job that has run cannot change");
-  if (cfg->dir == NULL || cfg->job_id == NULL)
+  if ((cfg->interval > 0 && cfg->dir == NULL) || cfg->job_id == NULL)
     return eddy_seterr(&job->err, EDDY_EINVAL, "checkpoints need a folder and a job id");
   ckpt_coordinator *c = calloc(1, sizeof *c);
   if (c == NULL)
     return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory setting up checkpoints");
   c->cfg = *cfg;
-  c->dir = strdup(cfg->dir);
+  c->dir = strdup(cfg->dir ? cfg->dir : "");
   c->job_id = strdup(cfg->job_id);
   c->job_name = strdup(cfg->job_name ? cfg->job_name : "");
   c->compression = strdup(cfg->compression ? cfg->compression : "zstd");
@@ -360,12 +370,85 @@ int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg
   pthread_cond_init(&c->written, NULL);
   job->ckpt = c;
   eddy_err err;
-  if (eddy_store_open(c->dir, c->job_id, NULL, &c->store, &err) != EDDY_OK)
+  /* without periodic checkpoints there is no checkpoint folder: only
+   * savepoints, which go where they are asked to */
+  if (cfg->interval > 0 && eddy_store_open(c->dir, c->job_id, NULL, &c->store, &err) != EDDY_OK)
     return eddy_err_copy(&job->err, &err);
   if (pthread_create(&c->thread, NULL, writer_main, c) != 0)
     return eddy_seterr(&job->err, EDDY_EIO, "cannot start the checkpoint writer thread");
   c->thread_started = 1;
   return EDDY_OK;
+}
+
+int eddy_job_savepoint(eddy_job *job, const char *dir, int stop, int drain,
+                       eddy_savepoint_done done, void *ud)
+{
+  ckpt_coordinator *c = job->ckpt;
+  if (c == NULL)
+    return eddy_seterr(&job->err, EDDY_EINVAL, "savepoints need the job's checkpoint coordinator");
+  if (c->sp != NULL || job->stop_after != 0 || job->draining)
+    return eddy_seterr(&job->err, EDDY_EINVAL, "a savepoint is already being taken");
+  if (dir == NULL || *dir == '\0')
+    return eddy_seterr(&job->err, EDDY_EINVAL, "a savepoint needs a folder");
+  savepoint_request *sp = calloc(1, sizeof *sp);
+  if (sp == NULL || (sp->dir = strdup(dir)) == NULL) {
+    free(sp);
+    return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory asking for a savepoint");
+  }
+  sp->stop = stop;
+  sp->drain = stop && drain;
+  sp->done = done;
+  sp->ud = ud;
+  c->sp = sp;
+  return EDDY_OK;
+}
+
+int eddy_job_stop_with_savepoint_at_end(eddy_job *job, const char *dir)
+{
+  if (job->ckpt == NULL)
+    return eddy_seterr(&job->err, EDDY_EINVAL, "savepoints need the job's checkpoint coordinator");
+  free(job->savepoint_at_end);
+  if ((job->savepoint_at_end = strdup(dir)) == NULL)
+    return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory");
+  return EDDY_OK;
+}
+
+int ckpt_sources_at_end(eddy_job *job)
+{
+  ckpt_coordinator *c = job->ckpt;
+  if (c->sp != NULL || job->stop_after != 0)
+    return EDDY_OK; /* asked already */
+  return eddy_job_savepoint(job, job->savepoint_at_end, 1, 0, NULL, NULL);
+}
+
+int ckpt_periodic(const eddy_job *job)
+{
+  return job->ckpt != NULL && job->ckpt->cfg.interval > 0;
+}
+
+int ckpt_source_may_poll(const eddy_job *job, const eddy_task *t)
+{
+  return job->stop_after == 0 || t->ckpt_last < job->stop_after;
+}
+
+void eddy_job_cancel(eddy_job *job)
+{
+  job->cancelled = 1;
+}
+
+int eddy_job_stopped(const eddy_job *job)
+{
+  return job->stopped;
+}
+
+const char *eddy_job_savepoint_path(const eddy_job *job)
+{
+  const ckpt_coordinator *c = job->ckpt;
+  for (int i = c ? c->nhistory - 1 : -1; i >= 0; i--)
+    if (c->history[i].info.kind != NULL && strcmp(c->history[i].info.kind, "savepoint") == 0 &&
+        c->history[i].info.status == EDDY_CKPT_COMPLETED)
+      return c->history[i].path;
+  return NULL;
 }
 
 int eddy_job_restore(eddy_job *job, eddy_chk *from)
@@ -435,6 +518,10 @@ void ckpt_free(eddy_job *job)
     free(c->history[i].path);
     free(c->history[i].failure);
   }
+  if (c->sp != NULL) {
+    free(c->sp->dir);
+    free(c->sp);
+  }
   free(c->history);
   eddy_store_close(c->store);
   pthread_mutex_destroy(&c->lock);
@@ -470,6 +557,19 @@ static int abort_pending(eddy_job *job, pending *p, int counted, const char *fmt
   c->npending--;
   set_history_failure(c, p, reason);
   trace(job, p->id, NULL, "aborted: %s", reason);
+  int stop_failed = 0;
+  if (p->savepoint) {
+    /* savepoints never count; one for stopping the job fails it, as in
+     * Flink (its sources have stopped already) */
+    counted = 0;
+    savepoint_request *sp = c->sp;
+    c->sp = NULL;
+    stop_failed = sp->stop;
+    if (sp->done)
+      sp->done(sp->ud, EDDY_EIO, reason);
+    free(sp->dir);
+    free(sp);
+  }
   /* subtasks still aligning or recording for it stop */
   for (int vi = 0; vi < job->nvertices; vi++) {
     vertex *v = &job->vertices[vi];
@@ -499,6 +599,8 @@ static int abort_pending(eddy_job *job, pending *p, int counted, const char *fmt
       }
     }
   }
+  if (stop_failed)
+    return eddy_seterr(&job->err, EDDY_EIO, "the savepoint to stop the job failed: %s", reason);
   /* INT32_MAX tolerates any number, as Integer.MAX_VALUE does in Flink */
   if (counted && p->id > c->last_success && c->cfg.tolerable_failures != INT32_MAX) {
     c->failures++;
@@ -717,7 +819,7 @@ static int all_opened(eddy_job *job)
   return 1;
 }
 
-static int trigger(eddy_job *job, int64_t now)
+static int trigger(eddy_job *job, int64_t now, int savepoint)
 {
   ckpt_coordinator *c = job->ckpt;
   int64_t id = c->next_id++;
@@ -740,14 +842,23 @@ static int trigger(eddy_job *job, int64_t now)
   p->triggered = now;
   p->wall_start = wall_ms();
   p->subtasks = json_array();
+  p->savepoint = savepoint;
+  h->info.kind = savepoint ? "savepoint" : "checkpoint";
   eddy_err err;
-  int rc = eddy_chk_begin(c->store, id, "checkpoint", &p->writer, &err);
+  int rc = savepoint ? eddy_savepoint_begin(c->sp->dir, c->job_id, id, &p->writer, &err)
+                     : eddy_chk_begin(c->store, id, "checkpoint", &p->writer, &err);
+  if (savepoint) {
+    c->sp->triggered = 1;
+    if (c->sp->stop && !c->sp->drain)
+      job->stop_after = id; /* sources stop after this barrier */
+  }
   pending **tail = &c->pending;
   while (*tail)
     tail = &(*tail)->next;
   *tail = p;
   c->npending++;
-  trace(job, id, NULL, "triggered at %lld", (long long)now);
+  trace(job, id, NULL, "%s triggered at %lld", savepoint ? "savepoint" : "checkpoint",
+        (long long)now);
   if (rc != EDDY_OK)
     return abort_pending(job, p, 1, "%s", err.msg);
   /* Sources snapshot their position, then send the barrier: records they
@@ -806,19 +917,35 @@ static int commit(eddy_job *job, pending *p, int64_t now)
   h->info.path = h->path;
   set_aborted(c, p); /* done with it: no more writes, and it leaves the list */
   c->npending--;
-  c->last_completion = now;
-  if (p->id > c->last_success) {
-    c->last_success = p->id;
-    c->failures = 0;
+  int subsumes = 1;
+  if (p->savepoint) {
+    /* a savepoint belongs to the user: no retention, and only one that
+     * stops the job subsumes the checkpoints still pending */
+    savepoint_request *sp = c->sp;
+    c->sp = NULL;
+    subsumes = sp->stop;
+    if (sp->stop)
+      job->stopped = 1;
+    trace(job, p->id, NULL, "savepoint completed: %s", path);
+    if (sp->done)
+      sp->done(sp->ud, EDDY_OK, path);
+    free(sp->dir);
+    free(sp);
+  } else {
+    c->last_completion = now;
+    if (p->id > c->last_success) {
+      c->last_success = p->id;
+      c->failures = 0;
+    }
+    trace(job, p->id, NULL, "completed (%llu bytes, %.1f ms)",
+          (unsigned long long)h->info.bytes, h->info.duration_ms);
   }
-  trace(job, p->id, NULL, "completed (%llu bytes, %.1f ms)",
-        (unsigned long long)h->info.bytes, h->info.duration_ms);
   /* older pending checkpoints are subsumed: not counted as failures */
-  for (pending *q = c->pending; q; q = q->next)
+  for (pending *q = c->pending; subsumes && q; q = q->next)
     if (!q->aborted && q->id < p->id && (rc = abort_pending(job, q, 0, "subsumed by %lld",
                                                             (long long)p->id)) != EDDY_OK)
       return rc;
-  if (eddy_store_retain(c->store, c->cfg.retained, NULL, &err) != EDDY_OK)
+  if (!p->savepoint && eddy_store_retain(c->store, c->cfg.retained, NULL, &err) != EDDY_OK)
     fprintf(stderr, "eddy: %s\n", err.msg); /* old checkpoints stay: nothing is lost */
   for (int vi = 0; vi < job->nvertices; vi++) {
     vertex *v = &job->vertices[vi];
@@ -893,6 +1020,17 @@ int ckpt_tick(eddy_job *job, int64_t now, int *progress)
     }
   }
   sweep(c);
+  savepoint_request *sp = c->sp;
+  if (sp != NULL && !sp->triggered) {
+    if (sp->stop && sp->drain) {
+      job->draining = 1; /* the sources end; ckpt_final takes the savepoint */
+    } else if (all_opened(job)) {
+      /* a savepoint is taken at once: interval, pause and concurrency do
+       * not hold it back */
+      *progress = 1;
+      return trigger(job, now, 1);
+    }
+  }
   if (c->cfg.interval <= 0)
     return EDDY_OK;
   if (c->next_trigger == EDDY_NEVER) /* eddy's choice 7: one interval after the start */
@@ -910,7 +1048,7 @@ int ckpt_tick(eddy_job *job, int64_t now, int *progress)
   if (!all_opened(job))
     return EDDY_OK; /* not every subtask is running: not counted, tried again later */
   *progress = 1;
-  return trigger(job, now);
+  return trigger(job, now, 0);
 }
 
 int64_t ckpt_next_wakeup(const eddy_job *job, int *writing)
@@ -918,6 +1056,8 @@ int64_t ckpt_next_wakeup(const eddy_job *job, int *writing)
   const ckpt_coordinator *c = job->ckpt;
   int64_t next = c->cfg.interval > 0 ? c->next_trigger : EDDY_NEVER;
   *writing = 0;
+  if (c->sp != NULL && !c->sp->triggered)
+    next = INT64_MIN; /* a savepoint asked for: at once */
   for (const pending *p = c->pending; p; p = p->next) {
     if (p->aborted)
       continue;
@@ -949,14 +1089,20 @@ void ckpt_wait_writer(eddy_job *job, int64_t ms)
 int ckpt_final(eddy_job *job, int64_t now, int *done)
 {
   ckpt_coordinator *c = job->ckpt;
-  *done = c->final_completed;
-  if (*done || (c->final_id != 0 && find_pending(c, c->final_id) != NULL))
+  savepoint_request *sp = c->sp;
+  /* a savepoint asked for (stop --drain, or any not yet taken) is the last
+   * snapshot; one in flight decides by its own end */
+  int drained = sp != NULL && !sp->triggered;
+  *done = c->final_completed || (c->cfg.interval <= 0 && sp == NULL);
+  if (*done || (c->final_id != 0 && find_pending(c, c->final_id) != NULL) ||
+      (sp != NULL && sp->triggered))
     return EDDY_OK;
-  if (c->npending >= c->cfg.max_concurrent)
+  if (!drained && c->npending >= c->cfg.max_concurrent)
     return EDDY_OK; /* the ones in flight end first */
   c->final_id = c->next_id; /* a failed final checkpoint is taken again */
-  trace(job, c->final_id, NULL, "every subtask finished: the final checkpoint");
-  return trigger(job, now);
+  trace(job, c->final_id, NULL, "every subtask finished: the final %s",
+        drained ? "savepoint" : "checkpoint");
+  return trigger(job, now, drained);
 }
 
 /* ---- barriers at a subtask ---- */
@@ -1345,15 +1491,55 @@ int ckpt_record(eddy_job *job, eddy_task *t, channel *ch, const eddy_frame *f)
 
 int eddy_task_restore_part(eddy_task *t, const char *name, eddy_chk_reader **out, eddy_err *err)
 {
+  return eddy_task_restore_part_of(t, t->index, name, out, err);
+}
+
+int eddy_task_restore_part_of(eddy_task *t, int old_index, const char *name,
+                              eddy_chk_reader **out, eddy_err *err)
+{
   eddy_job *job = t->job;
   if (job->restore == NULL)
     return EDDY_ENOTFOUND;
   vertex *v = job_vertex_of(t);
   char file[512];
-  snprintf(file, sizeof file, "%s-%d.%s", v->uid, t->index, name);
+  snprintf(file, sizeof file, "%s-%d.%s", v->uid, old_index, name);
   if (eddy_chk_entry_find(job->restore, file) == NULL)
     return EDDY_ENOTFOUND;
   return eddy_chk_reader_open(job->restore, file, out, err);
+}
+
+/* The _metadata entry of old subtask old_index of t's vertex, or NULL. */
+static json_t *restored_entry(const eddy_task *t, int old_index)
+{
+  const eddy_job *job = t->job;
+  if (job->restore == NULL)
+    return NULL;
+  const vertex *v = job_vertex_of(t);
+  json_t *subtasks = json_object_get(eddy_chk_metadata(job->restore), "subtasks");
+  for (size_t i = 0; i < json_array_size(subtasks); i++) {
+    json_t *e = json_array_get(subtasks, i);
+    const char *uid = json_string_value(json_object_get(e, "uid"));
+    if (uid != NULL && strcmp(uid, v->uid) == 0 &&
+        json_integer_value(json_object_get(e, "subtask")) == old_index)
+      return e;
+  }
+  return NULL;
+}
+
+int eddy_task_restored_parallelism(const eddy_task *t)
+{
+  json_t *e = restored_entry(t, 0);
+  return e ? (int)json_integer_value(json_object_get(e, "parallelism")) : 0;
+}
+
+int eddy_task_restored_key_groups(const eddy_task *t, int old_index, int *first, int *last)
+{
+  json_t *range = json_object_get(restored_entry(t, old_index), "key_groups");
+  if (json_array_size(range) != 2)
+    return EDDY_ENOTFOUND;
+  *first = (int)json_integer_value(json_array_get(range, 0));
+  *last = (int)json_integer_value(json_array_get(range, 1));
+  return EDDY_OK;
 }
 
 /* A restored subtask first replays the records that were in flight

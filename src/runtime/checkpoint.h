@@ -58,6 +58,35 @@ typedef struct eddy_checkpoint_config {
  * stale .inprogress folders removed). */
 int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg);
 
+/* Done with a savepoint: rc EDDY_OK and its folder, or an error code and
+ * why. Called on the executor's thread. */
+typedef void (*eddy_savepoint_done)(void *ud, int rc, const char *path_or_message);
+
+/*
+ * Asks for a savepoint into dir, taken at the executor's next round
+ * whatever the interval: a checkpoint of kind "savepoint" in a new folder
+ * savepoint-<6 of the job id>-<12 hex> under dir, self-contained. It does
+ * not count towards tolerable failures, is not subject to retention, and
+ * transactional sinks commit on it. With stop, the job stops when it
+ * completed (SEMANTICS.md section 9): the sources send nothing after its
+ * barrier and the run ends without finishing (no maximum watermark: timers
+ * and windows stay in state); a failure of that savepoint fails the job.
+ * With drain as well, the sources end their input first (maximum
+ * watermark, every subtask finishes) and the savepoint is the last
+ * snapshot. One at a time: EDDY_EINVAL while another is being taken.
+ */
+int eddy_job_savepoint(eddy_job *job, const char *dir, int stop, int drain,
+                       eddy_savepoint_done done, void *ud);
+/* At the end of bounded input, stop with a savepoint into dir instead of
+ * finishing (job:run{savepoint = dir}). Before the run. */
+int eddy_job_stop_with_savepoint_at_end(eddy_job *job, const char *dir);
+/* Ends the run at once: eddy_job_run returns EDDY_EINTR, "cancelled". */
+void eddy_job_cancel(eddy_job *job);
+/* The run ended with a stop savepoint; the newest completed savepoint of
+ * the run (valid as long as the job), or NULL. */
+int eddy_job_stopped(const eddy_job *job);
+const char *eddy_job_savepoint_path(const eddy_job *job);
+
 /* Makes the subtasks of the next run start from a completed checkpoint:
  * their callbacks read their parts with eddy_task_restore_part(). The
  * checkpoint is owned by the caller and must outlive the run. */
@@ -78,6 +107,15 @@ int eddy_snapshot_add_keyed(eddy_snapshot *s, const char *part, eddy_keyed_snaps
  * reader belongs to the caller (eddy_chk_reader_close). */
 int eddy_task_restore_part(eddy_task *t, const char *part, eddy_chk_reader **out,
                            eddy_err *err);
+/* The same for old subtask old_index of the subtask's vertex, when the
+ * restore changes its parallelism (keyed state moves by key group). */
+int eddy_task_restore_part_of(eddy_task *t, int old_index, const char *part,
+                              eddy_chk_reader **out, eddy_err *err);
+/* The vertex's parallelism in the checkpoint restored from (0: it was not
+ * there), and the key groups old subtask old_index owned (EDDY_ENOTFOUND
+ * if it is not in the checkpoint). */
+int eddy_task_restored_parallelism(const eddy_task *t);
+int eddy_task_restored_key_groups(const eddy_task *t, int old_index, int *first, int *last);
 
 /* ---- what happened, for metrics and eddy info ---- */
 
@@ -89,6 +127,7 @@ typedef enum eddy_ckpt_status {
 
 typedef struct eddy_ckpt_info {
   int64_t id;
+  const char *kind;       /* "checkpoint" or "savepoint" */
   eddy_ckpt_status status;
   int64_t triggered;      /* processing time */
   double duration_ms;     /* wall time from trigger to completion */

@@ -72,6 +72,7 @@ void eddy_job_free(eddy_job *job)
   }
   free(job->channels);
   free(job->vertices);
+  free(job->savepoint_at_end);
   free(job->edges);
   free(job);
 }
@@ -772,9 +773,14 @@ static int run_inline(eddy_job *job)
      * then every other subtask drains its inputs. Triggering between the
      * two puts barriers behind the records just read, so they travel
      * through queues as they do when operators lag behind their sources. */
+    int sources_left = 0, sources_at_end = 0;
     for (int pass = 0; pass < 2; pass++) {
       if (pass == 1 && job->ckpt != NULL && (rc = ckpt_tick(job, now, &progress)) != EDDY_OK)
         return rc;
+      if (job->cancelled)
+        return eddy_seterr(&job->err, EDDY_EINTR, "cancelled");
+      if (job->stopped)
+        return EDDY_OK;
       for (int vi = 0; vi < job->nvertices; vi++) {
         vertex *v = &job->vertices[vi];
         for (int i = 0; i < v->parallelism; i++) {
@@ -788,15 +794,29 @@ static int run_inline(eddy_job *job)
               if ((rc = CALL(job, t, v->ops->alarm(t->ud, t, now))) != EDDY_OK)
                 return job_fail(job, t, rc, "processing-time timers");
             }
-            if (v->is_source && t->wait_until <= now) {
+            if (v->is_source && job->draining) {
+              /* stop --drain: the input ends here */
+              if ((rc = finish_task(job, t)) != EDDY_OK)
+                return rc;
+              progress = 1;
+            } else if (v->is_source && !t->at_end && t->wait_until <= now &&
+                       ckpt_source_may_poll(job, t)) {
               int finished = 0;
               uint64_t before = t->stats.records_out;
               if ((rc = CALL(job, t, v->ops->poll(t->ud, t, INLINE_BATCH, &finished))) != EDDY_OK)
                 return job_fail(job, t, rc, "poll");
-              if (finished && (rc = finish_task(job, t)) != EDDY_OK)
+              /* job:run{savepoint = dir}: at the end, a savepoint rather
+               * than the end of event time */
+              if (finished && job->savepoint_at_end != NULL)
+                t->at_end = 1;
+              else if (finished && (rc = finish_task(job, t)) != EDDY_OK)
                 return rc;
               if (finished || t->stats.records_out != before)
                 progress = 1;
+            }
+            if (v->is_source && !t->finished) {
+              sources_left++;
+              sources_at_end += t->at_end;
             }
           } else if (!v->is_source && (rc = drain_task(job, t, &progress)) != EDDY_OK) {
             return rc;
@@ -804,6 +824,9 @@ static int run_inline(eddy_job *job)
           running += pass == 1 && !t->finished;
         }
       }
+      if (pass == 0 && sources_left > 0 && sources_at_end == sources_left &&
+          (rc = ckpt_sources_at_end(job)) != EDDY_OK)
+        return rc;
     }
     if (running == 0) {
       int done = 1;
@@ -886,8 +909,9 @@ int eddy_job_run(eddy_job *job)
     rc = run_inline(job);
   /* Without checkpoints, the end of the input is final: what
    * transactional sinks prepared is committed. (With them, the final
-   * checkpoint's completion did it.) */
-  for (int vi = 0; rc == EDDY_OK && job->ckpt == NULL && vi < job->nvertices; vi++) {
+   * checkpoint's completion did it; a stopped job ends without finishing.) */
+  int final = !job->stopped && !ckpt_periodic(job);
+  for (int vi = 0; rc == EDDY_OK && final && vi < job->nvertices; vi++) {
     vertex *v = &job->vertices[vi];
     for (int i = 0; rc == EDDY_OK && i < v->parallelism; i++) {
       eddy_task *t = &v->tasks[i];

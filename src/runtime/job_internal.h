@@ -87,6 +87,7 @@ struct eddy_task {
   eddy_buf channel_state; /* unaligned: records in flight, for ckpt_id */
   int recording;          /* channels still recording */
   struct ckpt_part *ckpt_final; /* finished: its last state, for checkpoints */
+  int at_end; /* a source at the end of its input, kept for a savepoint */
   int restored_finished;  /* finished in the checkpoint restored from */
 };
 
@@ -124,6 +125,14 @@ struct eddy_job {
   channel **channels; /* every channel, for freeing */
   size_t nchannels;
   int ran;
+  /* stopping (checkpoint.c): sources send nothing after the barrier of
+   * checkpoint stop_after; draining: sources end their input now; at the
+   * end of input, stop with a savepoint instead of finishing */
+  int64_t stop_after;
+  int draining;
+  int stopped;   /* the stop savepoint completed: the run ends */
+  int cancelled; /* the run ends at once */
+  char *savepoint_at_end;
   eddy_err err;
 };
 
@@ -147,6 +156,13 @@ int ckpt_tick(eddy_job *job, int64_t now, int *progress);
 int64_t ckpt_next_wakeup(const eddy_job *job, int *writing);
 /* Waits until the writer thread finished something, at most ms. */
 void ckpt_wait_writer(eddy_job *job, int64_t ms);
+/* Periodic checkpoints are on. */
+int ckpt_periodic(const eddy_job *job);
+/* A source subtask may poll (not stopped after a stop savepoint). */
+int ckpt_source_may_poll(const eddy_job *job, const eddy_task *t);
+/* Every source reached the end of its input while the job is to stop with
+ * a savepoint there: asks for it. */
+int ckpt_sources_at_end(eddy_job *job);
 /* Every subtask finished: one last checkpoint, in which all are finished,
  * is taken at once (Flink takes the next periodic one), and the job ends
  * when it completed (*done): sinks commit on it, and a restore from it
