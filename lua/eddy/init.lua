@@ -74,6 +74,6 @@ do
   M.windows = { tumbling = windows.tumbling, sliding = windows.sliding, session = windows.session,
                 operator = windows.operator }
 end
-M.savepoint = { load = unavailable("eddy.savepoint.load") }
+M.savepoint = { load = require("eddy.savepoint").load }
 
 return M

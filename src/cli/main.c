@@ -35,7 +35,7 @@ static const char traceback_key = 't';
 
 /* Commands of API.md that arrive in later releases. */
 static const char *const later_commands[] = {
-  "cancel", "info", "inspect", "list", "savepoint", "stop", NULL
+  "cancel", "info", "list", "savepoint", "stop", NULL
 };
 
 lua_State *cli_newstate(void)
@@ -374,7 +374,7 @@ static int lua_command(int argc, char **argv)
   return rc;
 }
 
-static const char *const lua_commands[] = {"checkpoints", NULL};
+static const char *const lua_commands[] = {"checkpoints", "inspect", NULL};
 
 /* --- dispatch ----------------------------------------------------------- */
 

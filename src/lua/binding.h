@@ -76,5 +76,6 @@ void eddy_open_state(lua_State *L, int ctx);
 void eddy_open_job(lua_State *L, int ctx);
 void eddy_open_io(lua_State *L, int ctx);
 void eddy_open_checkpoint(lua_State *L, int ctx);
+void eddy_open_snapshot_reader(lua_State *L, int ctx);
 
 #endif

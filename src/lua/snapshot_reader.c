@@ -1,0 +1,389 @@
+/*
+ * Reading a completed checkpoint or savepoint, for eddy.savepoint.load and
+ * `eddy inspect` (lua/eddy/savepoint.lua). Nothing here parses a snapshot
+ * a second way: the files are opened and verified by the checkpoint
+ * storage (runtime/storage.h), and an operator's keyed state is restored,
+ * from the `.keyed` files of all its subtasks, into a fresh heap backend
+ * that owns every key group, exactly as a job restores it at parallelism
+ * 1. The eddy.Keyed that comes back is the one the harness uses, so its
+ * rows and timers decode into Lua values the same way.
+ *
+ *   core.snapshot_open(path) -> SnapshotFile | nil, message, why
+ *   file:info()              -> what _metadata says
+ *   file:keyed(maxp, names)  -> eddy.Keyed | nil, message
+ *   file:read(name)          -> the file's bytes, decompressed | nil, message
+ *   core.json(value)         -> one line of JSON, as the jsonl sink writes it
+ */
+#include <dirent.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lua/binding.h"
+#include "lua/state.h"
+#include "runtime/format.h"
+#include "runtime/storage.h"
+#include "state/keygroup.h"
+#include "state/snapshot.h"
+
+#define SNAPSHOT_FILE_MT "eddy.SnapshotFile"
+
+typedef struct lsnapshot {
+  eddy_chk *c; /* NULL once closed */
+} lsnapshot;
+
+static lsnapshot *check_snapshot(lua_State *L, int idx)
+{
+  lsnapshot *s = luaL_checkudata(L, idx, SNAPSHOT_FILE_MT);
+  if (s->c == NULL)
+    luaL_error(L, "attempt to use a closed snapshot");
+  return s;
+}
+
+/* __gc and __close: idempotent, never raises */
+static int snapshot_gc(lua_State *L)
+{
+  lsnapshot *s = luaL_checkudata(L, 1, SNAPSHOT_FILE_MT);
+  eddy_chk_close(s->c);
+  s->c = NULL;
+  return 0;
+}
+
+static int l_snapshot_tostring(lua_State *L)
+{
+  lsnapshot *s = luaL_checkudata(L, 1, SNAPSHOT_FILE_MT);
+  if (s->c == NULL)
+    lua_pushliteral(L, "eddy.SnapshotFile (closed)");
+  else
+    lua_pushfstring(L, "eddy.SnapshotFile (%s)", eddy_chk_path(s->c));
+  return 1;
+}
+
+/* nil, message, why: the expected failures, for the Lua side to word */
+static int fail(lua_State *L, const char *why, const char *msg)
+{
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, why);
+  return 3;
+}
+
+/* A folder without _metadata is not a checkpoint at all, which the
+ * storage would call a damaged one ("x/_metadata: missing"). URIs are left
+ * to the storage, which knows how to read them. */
+static int lacks_metadata(const char *path)
+{
+  struct stat st;
+  if (strncmp(path, "file:", 5) == 0 || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return 0;
+  size_t n = strlen(path);
+  char meta[4096];
+  if (n + sizeof "/_metadata" > sizeof meta)
+    return 0;
+  memcpy(meta, path, n);
+  memcpy(meta + n, "/_metadata", sizeof "/_metadata");
+  return stat(meta, &st) != 0;
+}
+
+/* Whether the folder holds any folder, where checkpoints could be. */
+static int has_subfolders(const char *path)
+{
+  DIR *d = opendir(path);
+  if (d == NULL)
+    return 0;
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL)
+    found = e->d_type == DT_DIR ? strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0
+                                : e->d_type == DT_UNKNOWN || e->d_type == DT_LNK;
+  closedir(d);
+  return found;
+}
+
+/* core.snapshot_open(path) -> SnapshotFile, after every file was checked
+ * against its size and checksum; or nil, message, why, where why is
+ * "missing", "not_checkpoint", "damaged", "unsupported" or "io". A folder
+ * without _metadata gives a fourth value: whether it has folders in it,
+ * which may be checkpoints worth pointing at. */
+static int l_snapshot_open(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  if (lacks_metadata(path)) {
+    lua_pushfstring(L, "%s: not a checkpoint or savepoint (no _metadata in it)", path);
+    fail(L, "not_checkpoint", lua_tostring(L, -1));
+    lua_pushboolean(L, has_subfolders(path));
+    return 4;
+  }
+  /* the userdata first, so that a raise cannot leak the handle */
+  lsnapshot *s = lua_newuserdatauv(L, sizeof *s, 0);
+  s->c = NULL;
+  luaL_setmetatable(L, SNAPSHOT_FILE_MT);
+  eddy_err err;
+  int rc = eddy_chk_open(path, &s->c, &err);
+  switch (rc) {
+  case EDDY_OK:
+    return 1;
+  case EDDY_ENOTFOUND:
+    return fail(L, "missing", err.msg);
+  case EDDY_EINVAL:
+    return fail(L, "not_checkpoint", err.msg);
+  case EDDY_ECORRUPT:
+    return fail(L, "damaged", err.msg);
+  case EDDY_EUNSUPPORTED:
+    return fail(L, "unsupported", err.msg);
+  default:
+    return fail(L, "io", err.msg);
+  }
+}
+
+static void set_string(lua_State *L, json_t *obj, const char *key)
+{
+  const char *v = json_string_value(json_object_get(obj, key));
+  if (v != NULL) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, key);
+  }
+}
+
+static void set_integer(lua_State *L, json_t *obj, const char *key)
+{
+  json_t *v = json_object_get(obj, key);
+  if (json_is_integer(v)) {
+    lua_pushinteger(L, (lua_Integer)json_integer_value(v));
+    lua_setfield(L, -2, key);
+  }
+}
+
+/* Pushes an array of the strings in a JSON array (others are skipped). */
+static void push_strings(lua_State *L, json_t *a)
+{
+  lua_createtable(L, (int)json_array_size(a), 0);
+  lua_Integer n = 0;
+  for (size_t i = 0; i < json_array_size(a); i++) {
+    const char *v = json_string_value(json_array_get(a, i));
+    if (v != NULL) {
+      lua_pushstring(L, v);
+      lua_rawseti(L, -2, ++n);
+    }
+  }
+}
+
+/* file:info() -> {path =, name =, id =, job =, kind =, time =, job_name =,
+ * subtasks = {{vertex =, uid =, subtask =, parallelism =,
+ * max_parallelism =, key_groups = {first, last}, parts = {...},
+ * finished =}, ...}, files = {[name] = {size =, raw_size =}}}
+ * as _metadata has them; fields it lacks are left out. */
+static int l_snapshot_info(lua_State *L)
+{
+  eddy_chk *c = check_snapshot(L, 1)->c;
+  json_t *meta = eddy_chk_metadata(c);
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, eddy_chk_path(c));
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, eddy_chk_name(c));
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, eddy_chk_id(c));
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, eddy_chk_job(c));
+  lua_setfield(L, -2, "job");
+  lua_pushstring(L, eddy_chk_kind(c));
+  lua_setfield(L, -2, "kind");
+  lua_pushinteger(L, eddy_chk_time(c));
+  lua_setfield(L, -2, "time");
+  const char *job_name = json_string_value(json_object_get(meta, "name"));
+  if (job_name != NULL) {
+    lua_pushstring(L, job_name);
+    lua_setfield(L, -2, "job_name");
+  }
+  json_t *subtasks = json_object_get(meta, "subtasks");
+  lua_createtable(L, (int)json_array_size(subtasks), 0);
+  for (size_t i = 0; i < json_array_size(subtasks); i++) {
+    json_t *e = json_array_get(subtasks, i);
+    lua_createtable(L, 0, 8);
+    set_string(L, e, "vertex");
+    set_string(L, e, "uid");
+    set_integer(L, e, "subtask");
+    set_integer(L, e, "parallelism");
+    set_integer(L, e, "max_parallelism");
+    json_t *range = json_object_get(e, "key_groups");
+    if (json_is_integer(json_array_get(range, 0)) && json_is_integer(json_array_get(range, 1))) {
+      lua_createtable(L, 2, 0);
+      lua_pushinteger(L, (lua_Integer)json_integer_value(json_array_get(range, 0)));
+      lua_rawseti(L, -2, 1);
+      lua_pushinteger(L, (lua_Integer)json_integer_value(json_array_get(range, 1)));
+      lua_rawseti(L, -2, 2);
+      lua_setfield(L, -2, "key_groups");
+    }
+    push_strings(L, json_object_get(e, "parts"));
+    lua_setfield(L, -2, "parts");
+    lua_pushboolean(L, json_is_true(json_object_get(e, "finished")));
+    lua_setfield(L, -2, "finished");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "subtasks");
+  int n = eddy_chk_entry_count(c);
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    const eddy_chk_entry *e = eddy_chk_entry_at(c, i);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)e->size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, (lua_Integer)e->raw_size);
+    lua_setfield(L, -2, "raw_size");
+    lua_setfield(L, -2, e->name);
+  }
+  lua_setfield(L, -2, "files");
+  return 1;
+}
+
+typedef struct part_source {
+  eddy_chk_reader *r;
+  eddy_err err;
+} part_source;
+
+static int read_part(void *ud, const void **p, size_t *n)
+{
+  part_source *src = ud;
+  return eddy_chk_reader_next(src->r, p, n, &src->err);
+}
+
+/* Restores file `name` of c into k. */
+static int restore_file(eddy_chk *c, eddy_keyed *k, const char *name, eddy_err *err)
+{
+  part_source src;
+  src.err.code = EDDY_OK;
+  int rc = eddy_chk_reader_open(c, name, &src.r, err);
+  if (rc != EDDY_OK)
+    return rc;
+  /* the reader checks the file's checksum, which covers every byte */
+  eddy_keyed_source from = {read_part, &src, 1};
+  rc = eddy_keyed_restore(k, &from, err);
+  eddy_chk_reader_close(src.r);
+  if (rc != EDDY_OK && src.err.code != EDDY_OK)
+    eddy_err_copy(err, &src.err); /* the file's own problem says more */
+  return rc;
+}
+
+/* file:keyed(max_parallelism, {names}) -> an eddy.Keyed over every key
+ * group holding the keyed state and timers of those files (one operator's
+ * subtasks); nil, message when one is not a keyed snapshot. */
+static int l_snapshot_keyed(lua_State *L)
+{
+  eddy_chk *c = check_snapshot(L, 1)->c;
+  lua_Integer maxp = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, 2,
+                "max parallelism must be between 1 and 32768");
+  eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
+  eddy_keyed **slot = eddy_lua_push_keyed(L); /* owns what goes into *slot */
+  eddy_err err;
+  eddy_backend *b;
+  if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK ||
+      eddy_keyed_new(b, slot, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 3, i);
+    const char *name = lua_tostring(L, -1);
+    if (name == NULL)
+      return luaL_argerror(L, 3, "expected an array of file names");
+    if (restore_file(c, *slot, name, &err) != EDDY_OK) {
+      lua_pushnil(L);
+      lua_pushfstring(L, "%s/%s: %s", eddy_chk_name(c), name, err.msg);
+      return 2;
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* file:read(name) -> the whole file, decompressed; nil, message if it
+ * cannot be read. The bytes land in a userdata sized from _metadata, so
+ * that nothing malloc'd is live when pushing the string may raise. */
+static int l_snapshot_read(lua_State *L)
+{
+  eddy_chk *c = check_snapshot(L, 1)->c;
+  const char *name = luaL_checkstring(L, 2);
+  const eddy_chk_entry *e = eddy_chk_entry_find(c, name);
+  if (e == NULL) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s/%s: no such file in the checkpoint", eddy_chk_name(c), name);
+    return 2;
+  }
+  size_t want = (size_t)e->raw_size;
+  unsigned char *data = lua_newuserdatauv(L, want + 1, 0); /* +1: never empty */
+  eddy_err err;
+  eddy_chk_reader *r;
+  if (eddy_chk_reader_open(c, name, &r, &err) != EDDY_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  size_t have = 0, got;
+  int rc;
+  /* one byte of room more than recorded, to notice a file that is longer
+   * (the reader would then fail its own check at the end anyway) */
+  while ((rc = eddy_chk_reader_read(r, data + have, want + 1 - have, &got, &err)) == EDDY_OK &&
+         got > 0) {
+    have += got;
+    if (have > want) {
+      rc = eddy_seterr(&err, EDDY_ECORRUPT, "%s/%s: longer than recorded", eddy_chk_name(c),
+                       name);
+      break;
+    }
+  }
+  eddy_chk_reader_close(r);
+  if (rc != EDDY_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  lua_pushlstring(L, (const char *)data, have);
+  return 1;
+}
+
+static int l_snapshot_close(lua_State *L)
+{
+  return snapshot_gc(L);
+}
+
+/* core.json(value) -> the value as one line of JSON (no newline), the way
+ * the jsonl sink writes records: sorted keys, floats with a '.', map keys
+ * as text. Raises for what JSON cannot hold (NaN, a table as a map key). */
+static int l_json(lua_State *L)
+{
+  luaL_checkany(L, 1);
+  eddy_codec *c = eddy_lua_codec(L);
+  eddy_err err;
+  eddy_buf_reset(&c->out);
+  if (eddy_lua_encode(L, 1, c, "value", &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  eddy_buf *json = &c->scratch;
+  eddy_buf_reset(json);
+  if (eddy_format_write_json(c->out.data, c->out.len, json, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  size_t len = json->len;
+  if (len > 0 && json->data[len - 1] == '\n')
+    len--;
+  lua_pushlstring(L, (const char *)json->data, len);
+  return 1;
+}
+
+void eddy_open_snapshot_reader(lua_State *L, int ctx)
+{
+  static const luaL_Reg meta[] = {
+      {"__close", snapshot_gc}, {"__gc", snapshot_gc}, {"__tostring", l_snapshot_tostring},
+      {NULL, NULL}};
+  static const luaL_Reg methods[] = {
+      {"close", l_snapshot_close}, {"info", l_snapshot_info}, {"keyed", l_snapshot_keyed},
+      {"read", l_snapshot_read}, {NULL, NULL}};
+  luaL_newmetatable(L, SNAPSHOT_FILE_MT);
+  eddy_lua_setfuncs(L, meta, ctx);
+  lua_newtable(L);
+  eddy_lua_setfuncs(L, methods, ctx);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  static const luaL_Reg funcs[] = {
+      {"json", l_json}, {"snapshot_open", l_snapshot_open}, {NULL, NULL}};
+  eddy_lua_setfuncs(L, funcs, ctx);
+}
