@@ -27,7 +27,7 @@ for line in io.lines(here .. "/data/orders.jsonl") do
 end
 
 local function buffering_sink(job, upto, parallelism)
-  job:from_collection(table.move(orders, 1, upto, 1, {}))
+  job:from_collection(table.move(orders, 1, upto, 1, {})):uid("orders")
     :rebalance()
     :process("buffering-sink", {
       initialize_state = function(ctx)

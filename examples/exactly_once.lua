@@ -31,6 +31,7 @@ local job = eddy.job {
 
 local failed = false
 job:from_file(input, { arrival_time = function(order) return order.order_id * 10 end })
+  :uid("orders")
   :map(function(order)
     if order.order_id == 2000 and not failed then
       failed = true
@@ -49,7 +50,7 @@ job:from_file(input, { arrival_time = function(order) return order.order_id * 10
       out { customer = ctx:key(), orders = t.orders, cents = t.cents }
     end,
   })
-  :to_file(out_dir)
+  :to_file(out_dir):uid("committed-totals")
 
 local result = job:run()
 

@@ -889,6 +889,7 @@ end
 local HARNESS = M.table_of {
   process = M.table_of({
     open = M.fn(), process = M.fn { required = true }, on_timer = M.fn(), close = M.fn(),
+    process_broadcast = M.fn(), -- a keyed stream connected to a broadcast stream
   }, { required = true }),
   key_by = M.one_of_types { "string", "function", required = true },
   backend = M.enum { "heap", "rocksdb" },

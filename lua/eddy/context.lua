@@ -8,6 +8,7 @@
 -- lookup, not a registration.
 
 local config = require "eddy.config"
+local core = require "eddy.core"
 
 local M = {}
 
@@ -114,9 +115,6 @@ local function unavailable(what)
   end
 end
 
-Context.operator_list_state = unavailable("ctx:operator_list_state")
-Context.union_list_state = unavailable("ctx:union_list_state")
-Context.broadcast_state = unavailable("ctx:broadcast_state")
 -- Operator state (Flink's OperatorStateStore): list states of this
 -- subtask, not of a key. On a restore at another parallelism, split lists
 -- are cut into chunks and union lists go to everyone (eddy.opstate).
@@ -133,6 +131,62 @@ end
 
 function Context:union_list_state(name)
   return operator_state(self, name, "union", "ctx:union_list_state")
+end
+
+-- Broadcast state (Flink's getBroadcastState): a map of which every
+-- subtask of a connected operator holds a copy. It may change only in
+-- process_broadcast, where all subtasks see the same records; process
+-- reads it (Flink's ReadOnlyContext).
+function Context:broadcast_state(name)
+  if not self._opstate or not self._connected then
+    error("ctx:broadcast_state: broadcast state belongs to the process function of a stream "
+      .. "connected to a broadcast stream (keyed:connect(stream:broadcast()):process)", 2)
+  end
+  local ctx = self
+  return self._opstate:broadcast(name, function() return ctx._on_broadcast end,
+    "ctx:broadcast_state")
+end
+
+-- Flink's applyToKeyedState, in process_broadcast: calls fn(key, state)
+-- for every key that has a value in the keyed state `name` of that kind,
+-- with that key current, e.g.
+--   ctx:apply_to_keyed_state("map", "items", function(key, items) items:clear() end)
+local APPLY_KINDS = { value = true, list = true, map = true, reducing = true, aggregating = true }
+
+function Context:apply_to_keyed_state(kind, spec, fn)
+  if not self._on_broadcast then
+    error("ctx:apply_to_keyed_state: only in process_broadcast (process has the record's key)", 2)
+  end
+  if not APPLY_KINDS[kind] then
+    error(("ctx:apply_to_keyed_state: the kind must be value, list, map, reducing or "
+      .. "aggregating, got %s"):format(tostring(kind)), 2)
+  end
+  if type(fn) ~= "function" then
+    error("ctx:apply_to_keyed_state: the last argument must be a function(key, state)", 2)
+  end
+  local state = self[kind .. "_state"](self, spec)
+  local keyed = self._keyed
+  local name = state:name()
+  local keys, seen = {}, {}
+  -- the keys are taken first, so fn may clear state as it goes; only state
+  -- outside a namespace counts (windows keep theirs in namespaces)
+  for _, row in ipairs(keyed:rows(name)) do
+    if row.namespace == nil then
+      local bytes = core.encode(row.key)
+      if not seen[bytes] then
+        seen[bytes] = true
+        keys[#keys + 1] = row.key
+      end
+    end
+  end
+  for _, key in ipairs(keys) do
+    keyed:set_key(key)
+    local ok, err = pcall(fn, key, state)
+    keyed:clear_key()
+    if not ok then
+      error(err, 0)
+    end
+  end
 end
 
 -- Flink's isRestored(): the job started from a checkpoint (whether or not

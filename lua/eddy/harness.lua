@@ -7,6 +7,7 @@
 local config = require "eddy.config"
 local context = require "eddy.context"
 local core = require "eddy.core"
+local opstate = require "eddy.opstate"
 local stream = require "eddy.stream"
 
 local M = {}
@@ -70,6 +71,11 @@ function M.new(tbl)
     end))
   self._driver = context.keyed_driver(self._fns, self._ctx, self._out,
     function(ts) self._out_ts = ts end)
+  if self._fns.process_broadcast then
+    -- keyed:connect(broadcast): the harness is one subtask of it
+    self._ctx._connected = true
+    self._ctx._opstate = opstate.new_store()
+  end
   if self._fns.open then
     self._fns.open(self._ctx)
   end
@@ -125,6 +131,67 @@ function Harness:push(value, timestamp)
     self._out_ts = timestamp
     self._driver.process(value)
   end)
+end
+
+-- A record of the broadcast side, for a function with process_broadcast:
+-- no key is current, and broadcast state may be written. Returns what it
+-- emitted.
+function Harness:push_broadcast(value, timestamp)
+  self:_check("push_broadcast")
+  local fn = self._fns.process_broadcast
+  if not fn then
+    error("h:push_broadcast: the process function has no process_broadcast", 2)
+  end
+  if value == nil then
+    error("h:push_broadcast: a record must not be nil", 2)
+  end
+  if timestamp ~= nil then
+    local err
+    timestamp, err = config.milliseconds(timestamp, "the timestamp")
+    if timestamp == nil then
+      error("h:push_broadcast: " .. err, 2)
+    end
+  end
+  local ctx = self._ctx
+  return self:_step(function()
+    self._timestamp = timestamp
+    self._out_ts = timestamp
+    ctx._on_broadcast = true
+    local ok, err = pcall(fn, ctx, value, self._out)
+    ctx._on_broadcast = false
+    if not ok then
+      error(err, 0)
+    end
+  end)
+end
+
+-- h:broadcast_state() -> { [name] = { [key] = value } };
+-- h:broadcast_state(name) -> { [key] = value } (keys that are tables come
+-- back as copies).
+function Harness:broadcast_state(name)
+  self:_check("broadcast_state")
+  local store = self._ctx._opstate
+  if not store then
+    error("h:broadcast_state: the process function has no process_broadcast", 2)
+  end
+  local function as_table(s)
+    local t = {}
+    for k, v in s:pairs() do
+      t[k] = v
+    end
+    return t
+  end
+  if name ~= nil then
+    local s = store._lists[name]
+    return s and s._mode == "broadcast" and as_table(s) or {}
+  end
+  local all = {}
+  for n, s in pairs(store._lists) do
+    if s._mode == "broadcast" then
+      all[n] = as_table(s)
+    end
+  end
+  return all
 end
 
 -- Advances event time to ts: every event-time timer at ts or before fires,

@@ -192,6 +192,20 @@ function Job:_starting_point(vertices)
   return nil, 1
 end
 
+-- State is matched by operator uid when a job restores. A source or a
+-- transactional sink without one keeps its state under a uid made from its
+-- place in the graph, which changes when operators are added before it:
+-- as Flink's documentation urges, say so when state is being kept.
+function Job:_warn_generated_uids()
+  for _, n in ipairs(self.nodes) do
+    if n.uid == nil and (n.kind == "source" or n.stateful) then
+      io.stderr:write(("eddy: warning: %s has no uid; its state is kept under the generated "
+        .. "uid %q, which changes when the job's graph does (give it one with :uid(name))\n")
+        :format(n.label or n.name, plan.state_uid(n)))
+    end
+  end
+end
+
 -- One attempt: a fresh runtime job from the graph, with checkpoints and a
 -- checkpoint to start from. Returns ok, error, the runtime job.
 function Job:_attempt(vertices, restore_from, next_id, failures, savepoint_at_end)
@@ -276,6 +290,9 @@ function Job:run(opts)
   end
   local strategy = restart.new(conf.restart)
   local restore_from, next_id = self:_starting_point(vertices)
+  if checkpointing or savepoint_at_end or restore_from then
+    self:_warn_generated_uids()
+  end
   local failures = 0
   local initial = restore_from
   local started = core.monotonic_ms()

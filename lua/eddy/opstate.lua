@@ -9,6 +9,9 @@
 --   union      ctx:union_list_state: every subtask gets the concatenation
 --   broadcast  broadcast state: subtask i gets old subtask (i % old p)'s copy
 
+local core = require "eddy.core"
+local inspect = require "eddy.inspect"
+
 local M = {}
 
 -- A list state held in memory: what ctx:operator_list_state(name) returns.
@@ -49,6 +52,133 @@ function ListState:__tostring()
   return ("eddy.OperatorListState %q (%s, %d elements)"):format(self._name, self._mode, #self._items)
 end
 
+-- Broadcast state: a map that every subtask of an operator holds a copy
+-- of, written only from the broadcast input (where every subtask sees the
+-- same records, so the copies stay equal) and read everywhere. Keys may be
+-- any storable value: entries are kept by the key's canonical encoding,
+-- which also gives a stable order to iterate and to checkpoint in.
+
+local BroadcastState = {}
+BroadcastState.__index = BroadcastState
+
+local function show(v)
+  return inspect(v, { oneline = true })
+end
+
+local function encoded_key(self, k, what)
+  if k == nil then
+    error(("%s:%s: the key must not be nil"):format(self._name, what), 3)
+  end
+  local ok, bytes = pcall(core.encode, k)
+  if not ok then
+    error(("%s:%s: the key %s cannot be stored: %s"):format(self._name, what, show(k), bytes), 3)
+  end
+  return bytes
+end
+
+local function check_writable(self, what)
+  if not self._writable() then
+    error(("broadcast state %q:%s: broadcast state is read-only in process (write it in "
+      .. "process_broadcast, where every subtask sees the same records)"):format(self._name, what), 3)
+  end
+end
+
+function BroadcastState:get(k)
+  local e = self._entries[encoded_key(self, k, "get")]
+  return e and e[2]
+end
+
+function BroadcastState:contains(k)
+  return self._entries[encoded_key(self, k, "contains")] ~= nil
+end
+
+function BroadcastState:put(k, v)
+  check_writable(self, "put")
+  local bytes = encoded_key(self, k, "put")
+  if v == nil then
+    error(("%s:put: the value must not be nil (use remove)"):format(self._name), 2)
+  end
+  local ok, err = pcall(core.encode, v)
+  if not ok then
+    error(("%s:put: the value for key %s cannot be stored: %s"):format(self._name, show(k), err), 2)
+  end
+  if self._entries[bytes] == nil then
+    self._count = self._count + 1
+  end
+  self._entries[bytes] = { k, v }
+end
+
+function BroadcastState:put_all(t)
+  check_writable(self, "put_all")
+  for k, v in pairs(t) do
+    self:put(k, v)
+  end
+end
+
+function BroadcastState:remove(k)
+  check_writable(self, "remove")
+  local bytes = encoded_key(self, k, "remove")
+  if self._entries[bytes] ~= nil then
+    self._entries[bytes] = nil
+    self._count = self._count - 1
+  end
+end
+
+function BroadcastState:clear()
+  check_writable(self, "clear")
+  self._entries, self._count = {}, 0
+end
+
+function BroadcastState:is_empty()
+  return self._count == 0
+end
+
+-- The entries as { {key, value}, ... } in the order of their encoded keys.
+function BroadcastState:_sorted()
+  local order = {}
+  for bytes in pairs(self._entries) do
+    order[#order + 1] = bytes
+  end
+  table.sort(order)
+  for i, bytes in ipairs(order) do
+    order[i] = self._entries[bytes]
+  end
+  return order
+end
+
+-- for k, v in state:pairs() do ... end, in a stable order. Changing the
+-- state while iterating is safe: the entries are taken first.
+function BroadcastState:pairs()
+  local sorted, i = self:_sorted(), 0
+  return function()
+    i = i + 1
+    local e = sorted[i]
+    if e then
+      return e[1], e[2]
+    end
+  end
+end
+
+function BroadcastState:keys()
+  local out = {}
+  for i, e in ipairs(self:_sorted()) do
+    out[i] = e[1]
+  end
+  return out
+end
+
+function BroadcastState:values()
+  local out = {}
+  for i, e in ipairs(self:_sorted()) do
+    out[i] = e[2]
+  end
+  return out
+end
+
+function BroadcastState:__tostring()
+  return ("eddy.BroadcastState %q (%d entries)"):format(self._name, self._count)
+end
+
 -- A subtask's operator states: the named lists it holds and the ones a
 -- restore gave it.
 local Store = {}
@@ -79,11 +209,38 @@ function Store:list(name, mode, where)
   return s
 end
 
+-- The broadcast state `name`; writable() says whether it may be changed
+-- now. A restored copy comes back as its entries, { {key, value}, ... }.
+function Store:broadcast(name, writable, where)
+  if type(name) ~= "string" or name == "" then
+    error(where .. ": expected a state name", 3)
+  end
+  local s = self._lists[name]
+  if s then
+    if s._mode ~= "broadcast" then
+      error(("%s: %q is already a %s state"):format(where, name, s._mode), 3)
+    end
+    return s
+  end
+  local r = self._restored[name]
+  if r and r.mode ~= "broadcast" then
+    error(("%s: %q was checkpointed as %s state, not broadcast"):format(where, name, r.mode), 3)
+  end
+  s = setmetatable({ _name = name, _mode = "broadcast", _entries = {}, _count = 0,
+                     _writable = writable }, BroadcastState)
+  for _, e in ipairs(r and r.items or {}) do
+    s._entries[core.encode(e[1])] = { e[1], e[2] }
+    s._count = s._count + 1
+  end
+  self._lists[name] = s
+  return s
+end
+
 -- What goes into a checkpoint: { [name] = { mode =, items = } }.
 function Store:snapshot()
   local out = {}
   for name, s in pairs(self._lists) do
-    out[name] = { mode = s._mode, items = s:get() }
+    out[name] = { mode = s._mode, items = s._mode == "broadcast" and s:_sorted() or s:get() }
   end
   -- states restored but not asked for again stay, as in Flink
   for name, r in pairs(self._restored) do

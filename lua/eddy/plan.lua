@@ -31,25 +31,27 @@ local context = require "eddy.context"
 local M = {}
 
 -- The physical inputs behind a node's inputs, through virtual nodes: a list
--- of { node =, part =, key =, tag = }. The partitioning closest to the
--- consumer wins, as when a stream is partitioned twice.
+-- of { node =, part =, key =, tag =, side = }, side being the index in
+-- node.inputs it comes from (a connected operator's second input is its
+-- broadcast side). The partitioning closest to the consumer wins, as when a
+-- stream is partitioned twice.
 local function physical_inputs(node)
   local found = {}
-  local function resolve(n, via, tag)
+  local function resolve(n, via, tag, side)
     if n.kind == "partition" then
-      return resolve(n.inputs[1], via or n, tag)
+      return resolve(n.inputs[1], via or n, tag, side)
     elseif n.kind == "union" then
       for _, i in ipairs(n.inputs) do
-        resolve(i, via, tag)
+        resolve(i, via, tag, side)
       end
     elseif n.kind == "side" then
-      return resolve(n.inputs[1], via, n.tag)
+      return resolve(n.inputs[1], via, n.tag, side)
     else
-      found[#found + 1] = { node = n, via = via, part = via and via.part, tag = tag }
+      found[#found + 1] = { node = n, via = via, part = via and via.part, tag = tag, side = side }
     end
   end
-  for _, i in ipairs(node.inputs) do
-    resolve(i, nil, nil)
+  for side, i in ipairs(node.inputs) do
+    resolve(i, nil, nil, side)
   end
   return found
 end
@@ -150,12 +152,13 @@ function M.compile(job)
         for _, input in ipairs(ins) do
           local from = vertex_of[input.node]
           local part = input.part or (from.parallelism == p and "forward" or "rebalance")
-          if n.keyed and part ~= "keyed" then
+          local broadcast_side = n.connected and input.side == 2
+          if n.keyed and part ~= "keyed" and not broadcast_side then
             error(("eddy.job: %s needs a keyed stream"):format(display_name(n)), 0)
           end
           local via = input.via or {}
           local e = { from = from, to = v, part = part, key = via.key, key_field = via.key_field,
-                      key_desc = via.key_desc }
+                      key_desc = via.key_desc, broadcast_side = broadcast_side }
           v.inputs[#v.inputs + 1] = e
           local list = consumers_of(input.node, input.tag)
           list[#list + 1] = { edge = e }
@@ -286,6 +289,14 @@ local function open_subtask(job, v, task, keyed, restored)
       config = job.config,
       report = job.reports[n],
     }
+    if i == 1 then
+      -- the inputs (1-based, as push receives them) of a connected
+      -- operator's broadcast side
+      env.broadcast_input = {}
+      for k, e in ipairs(v.inputs) do
+        env.broadcast_input[k] = e.broadcast_side or nil
+      end
+    end
     -- this node's state from the checkpoint restored from: its own subtask's
     -- (restored), and every old subtask's, for operators that redistribute
     -- state when the parallelism changed (restored_all: { parallelism =,
@@ -478,8 +489,9 @@ function M.describe(job, vertices)
     lines[#lines + 1] = ("  [%d] %s  (parallelism %d%s)"):format(v.id + 1, v.name, v.parallelism,
       v.keyed and (", keyed state, max parallelism " .. v.max_parallelism) or "")
     for _, e in ipairs(v.inputs) do
-      lines[#lines + 1] = ("      <- [%d] %s%s"):format(e.from.id + 1, e.part,
-        e.key_desc and (" by " .. e.key_desc) or "")
+      lines[#lines + 1] = ("      <- [%d] %s%s%s"):format(e.from.id + 1, e.part,
+        e.key_desc and (" by " .. e.key_desc) or "",
+        e.broadcast_side and " (to process_broadcast)" or "")
     end
   end
   return table.concat(lines, "\n")

@@ -20,8 +20,8 @@ function Sink:__tostring()
   return "eddy.Sink " .. self._node.name
 end
 
-local function sink_node(self, name, build)
-  local s = self:_op(name, build, { sink = true })
+local function sink_node(self, name, build, stateful)
+  local s = self:_op(name, build, { sink = true, stateful = stateful })
   return setmetatable(s, Sink)
 end
 
@@ -222,7 +222,7 @@ function Stream:to_file(dir, opts)
       inst.finish = function() writer:close() end
     end
     return inst
-  end)
+  end, true)
 end
 
 return Stream

@@ -21,7 +21,16 @@ local Stream = {}
 Stream.__index = Stream
 local KeyedStream = setmetatable({}, { __index = Stream })
 KeyedStream.__index = KeyedStream
-M.Stream, M.KeyedStream = Stream, KeyedStream
+-- stream:broadcast(): every record goes to every subtask of what follows;
+-- connected to a (keyed) stream it feeds process_broadcast.
+local BroadcastStream = setmetatable({}, { __index = Stream })
+BroadcastStream.__index = BroadcastStream
+M.Stream, M.KeyedStream, M.BroadcastStream = Stream, KeyedStream, BroadcastStream
+
+local function is_stream(v)
+  local mt = getmetatable(v)
+  return mt == Stream or mt == KeyedStream or mt == BroadcastStream
+end
 
 local function wrap(job, node, mt)
   return setmetatable({ _job = job, _node = node }, mt or Stream)
@@ -144,7 +153,7 @@ function Stream:union(...)
   local inputs = { self._node }
   for i = 1, select("#", ...) do
     local other = select(i, ...)
-    if getmetatable(other) ~= Stream and getmetatable(other) ~= KeyedStream then
+    if not is_stream(other) then
       error(("union: argument %d is not a stream"):format(i), 2)
     end
     if other._job ~= self._job then
@@ -158,7 +167,9 @@ function Stream:union(...)
 end
 
 function Stream:broadcast()
-  error("stream:broadcast is not available in this version of eddy", 2)
+  local node = { kind = "partition", part = "broadcast", name = "broadcast", inputs = { self._node } }
+  self._job:_add(node)
+  return wrap(self._job, node, BroadcastStream)
 end
 
 function Stream:side_output(tag)
@@ -417,8 +428,73 @@ function KeyedStream:window(assigner)
   end)
 end
 
-function KeyedStream:connect()
-  error("keyed:connect is not available in this version of eddy", 2)
+-- ---- connected streams: a stream and a broadcast stream ----
+
+-- stream:connect(broadcast):process(uid, fns): Flink's (Keyed)Broadcast-
+-- ProcessFunction. Records of the stream go to process (with their key,
+-- keyed state and timers when the stream is keyed), records of the
+-- broadcast stream to process_broadcast on every subtask, which alone may
+-- write broadcast state.
+local ConnectedStream = {}
+ConnectedStream.__index = ConnectedStream
+M.ConnectedStream = ConnectedStream
+
+function Stream:connect(other)
+  if getmetatable(other) ~= BroadcastStream then
+    error("connect: expected a broadcast stream (stream:broadcast()), got "
+      .. (is_stream(other) and "a stream that is not broadcast" or type(other)), 2)
+  end
+  if other._job ~= self._job then
+    error("connect: the broadcast stream belongs to another job", 2)
+  end
+  return setmetatable({ _job = self._job, _main = self, _broadcast = other,
+                        _keyed = getmetatable(self) == KeyedStream }, ConnectedStream)
+end
+
+local CONNECTED = { open = true, process = true, process_broadcast = true, close = true }
+local KEYED_CONNECTED = { open = true, process = true, process_broadcast = true, close = true,
+                          on_timer = true }
+
+function ConnectedStream:process(uid, fns)
+  check_process(uid, fns, self._keyed and KEYED_CONNECTED or CONNECTED, {})
+  if type(fns.process_broadcast) ~= "function" then
+    error("process: a connected stream needs a process_broadcast function too", 2)
+  end
+  local node = { kind = "op", name = "process " .. uid, uid = uid, keyed = self._keyed or nil,
+                 connected = true, inputs = { self._main._node, self._broadcast._node } }
+  node.build = function(env)
+    return M.connected_instance(env, fns, self._keyed)
+  end
+  self._job:_add(node)
+  return wrap(self._job, node)
+end
+
+-- One subtask's instance of a connected process function: push(v, input)
+-- sends a record to process or process_broadcast by the input it came on
+-- (env.broadcast_input[input]); broadcast state is kept in the operator
+-- state store and goes into checkpoints with it.
+function M.connected_instance(env, fns, keyed)
+  local ctx = env.ctx
+  ctx._connected = true -- before open: it may read broadcast state
+  local inst = M.process_instance(env, { open = fns.open, close = fns.close, on_timer = fns.on_timer,
+                                         process = fns.process }, keyed)
+  local process, process_broadcast = fns.process, fns.process_broadcast
+  local out = inst.call[3]
+  local on_broadcast = env.broadcast_input
+  inst.call = nil -- the input decides which function runs
+  inst.push = function(v, input)
+    if on_broadcast[input] then
+      ctx._on_broadcast = true
+      local ok, err = pcall(process_broadcast, ctx, v, out)
+      ctx._on_broadcast = false
+      if not ok then
+        error(err, 0)
+      end
+    else
+      process(ctx, v, out)
+    end
+  end
+  return inst
 end
 
 return M

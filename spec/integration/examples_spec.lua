@@ -197,4 +197,52 @@ describe("examples", function()
     assert.are.same({ 2, 3, 3 }, back)
     assert.equal(9, flushed)
   end)
+
+  it("broadcast_rules.lua matches every rule's pair of shapes per color", function()
+    local function jsonl(name)
+      local list = {}
+      for line in io.lines(run.root .. "/examples/data/" .. name) do
+        list[#list + 1] = {
+          id = math.tointeger(tonumber(line:match('"id":(%d+)'))),
+          name = line:match('"name":"([^"]+)"'), color = line:match('"color":"([^"]+)"'),
+          shape = line:match('"shape":"([^"]+)"'), first = line:match('"first":"([^"]+)"'),
+          second = line:match('"second":"([^"]+)"'),
+        }
+      end
+      return list
+    end
+    -- the rules apply from the first item on; per color and rule, the
+    -- items waiting for their second shape
+    local rules = jsonl("rules.jsonl")
+    table.sort(rules, function(a, b) return a.name < b.name end)
+    local expected, waiting = {}, {}
+    for _, item in ipairs(jsonl("items.jsonl")) do
+      for _, rule in ipairs(rules) do
+        local key = item.color .. "/" .. rule.name
+        local stored = waiting[key] or {}
+        if item.shape == rule.second and #stored > 0 then
+          for _, first in ipairs(stored) do
+            expected[#expected + 1] = ("MATCH %s: %s %s #%d - %s #%d"):format(rule.name, item.color,
+              first.shape, first.id, item.shape, item.id)
+          end
+          stored = {}
+        end
+        if item.shape == rule.first then
+          stored[#stored + 1] = item
+        end
+        waiting[key] = stored
+      end
+    end
+    local out, err, code = run.eddy("run", run.root .. "/examples/broadcast_rules.lua")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local lines = {}
+    for _, line in ipairs(run.lines(out)) do
+      lines[#lines + 1] = assert(line:match("^[12]> (.*)$"), line)
+    end
+    table.sort(lines)
+    table.sort(expected)
+    assert.is_true(#expected >= 5)
+    assert.are.same(expected, lines)
+  end)
 end)

@@ -104,4 +104,24 @@ describe("savepoints and rescaling", function()
     assert.equal(1, c2)
     assert.truthy(e2:find("cannot resume at byte", 1, true), e2)
   end)
+
+  it("warns at start about a source or sink whose state has no uid", function()
+    local dir = run.tmpdir()
+    local script = run.write(dir .. "/job.lua", [[
+local job = eddy.job { name = "uids" }
+local src = job:from_collection { 1, 2 }
+if arg[1] == "named" then src:uid("numbers") end
+local sink = src:to_file(arg[2])
+if arg[1] == "named" then sink:uid("files") end
+job:run { savepoint = arg[3] }
+]])
+    local _, err, code = run.eddy("run", script, "anonymous", dir .. "/out1", dir .. "/sp")
+    assert.equal(0, code, err)
+    assert.truthy(err:find('eddy: warning: from_collection has no uid; its state is kept under the '
+      .. 'generated uid "source-1"', 1, true), err)
+    assert.truthy(err:find("eddy: warning: to_file(" .. dir .. "/out1) has no uid", 1, true), err)
+    _, err, code = run.eddy("run", script, "named", dir .. "/out2", dir .. "/sp")
+    assert.equal(0, code, err)
+    assert.equal("", err)
+  end)
 end)

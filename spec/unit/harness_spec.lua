@@ -84,4 +84,30 @@ describe("eddy.harness", function()
     assert.is_false(ok)
     assert.matches("h:push: the timestamp is not a whole number of milliseconds: 1.5", err, 1, true)
   end)
+
+  it("drives a keyed broadcast process function: push_broadcast and broadcast_state", function()
+    local h = eddy.harness {
+      key_by = "color",
+      process = {
+        process_broadcast = function(ctx, rule)
+          ctx:broadcast_state("rules"):put(rule.name, rule.shape)
+        end,
+        process = function(ctx, item, out)
+          for name, shape in ctx:broadcast_state("rules"):pairs() do
+            if item.shape == shape then
+              out(name .. ":" .. ctx:key())
+            end
+          end
+        end,
+      },
+    }
+    assert.are.same({}, h:push { color = "red", shape = "square" })
+    assert.are.same({}, h:push_broadcast { name = "sq", shape = "square" })
+    assert.are.same({ "sq:red" }, h:push { color = "red", shape = "square" })
+    assert.are.same({ rules = { sq = "square" } }, h:broadcast_state())
+    assert.are.same({ sq = "square" }, h:broadcast_state("rules"))
+    local plain = eddy.harness { key_by = "k", process = { process = function() end } }
+    assert.error_matches(function() plain:push_broadcast(1) end, "has no process_broadcast")
+    assert.error_matches(function() h:push_broadcast(nil) end, "a record must not be nil")
+  end)
 end)

@@ -92,4 +92,51 @@ describe("operator state redistribution", function()
     s:clear()
     assert.are.same({}, s:get())
   end)
+
+  it("broadcast states are maps with any storable key, read-only unless writable", function()
+    local store = opstate.new_store()
+    local writable = true
+    local b = store:broadcast("rules", function() return writable end, "ctx:broadcast_state")
+    assert.equal(b, store:broadcast("rules", function() return writable end, "ctx:broadcast_state"))
+    b:put("a", 1)
+    b:put({ 1, 2 }, "table key")
+    b:put_all { b = 2 }
+    assert.equal(1, b:get("a"))
+    assert.equal("table key", b:get { 1, 2 }) -- by value, not identity
+    assert.is_true(b:contains("b"))
+    assert.is_false(b:contains("c"))
+    b:put("a", 10)
+    local n = 0
+    for k, v in b:pairs() do
+      n = n + 1
+      if k == "a" then
+        assert.equal(10, v)
+      end
+    end
+    assert.equal(3, n)
+    assert.equal(3, #b:keys())
+    b:remove("b")
+    -- in the order of the keys' encoding: an array before a string
+    assert.are.same({ { 1, 2 }, "a" }, b:keys())
+    assert.are.same({ "table key", 10 }, b:values())
+    assert.error_matches(function() b:put("x", nil) end, "the value must not be nil")
+    assert.error_matches(function() b:put(nil, 1) end, "the key must not be nil")
+    assert.error_matches(function() b:put("f", print) end, "cannot be stored")
+    writable = false
+    assert.error_matches(function() b:put("z", 1) end, "read%-only in process")
+    assert.error_matches(function() b:clear() end, "read%-only in process")
+    assert.equal(10, b:get("a"))
+    assert.error_matches(function() store:list("rules", "split", "ctx:operator_list_state") end,
+      "already a broadcast state")
+    -- a checkpoint holds the entries in a stable order, and they come back
+    local snap = store:snapshot()
+    assert.are.same({ rules = { mode = "broadcast", items = { { { 1, 2 }, "table key" }, { "a", 10 } } } },
+      snap)
+    local again = opstate.new_store(opstate.redistribute({ snap }, 1, 2)[2])
+    local r = again:broadcast("rules", function() return true end, "ctx:broadcast_state")
+    assert.equal("table key", r:get { 1, 2 })
+    assert.is_false(r:is_empty())
+    r:clear()
+    assert.is_true(r:is_empty())
+  end)
 end)

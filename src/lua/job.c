@@ -352,9 +352,14 @@ static int process_protected(lua_State *L)
       }
       continue;
     }
-    if (lt->keyed != NULL && f->key.len > 0 &&
-        eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
-      return eddy_lua_fail(L, "%s", eddy_keyed_errmsg(lt->keyed));
+    if (lt->keyed != NULL) {
+      /* a record of a broadcast input carries no key: no key is current
+       * while it is processed, rather than the previous record's */
+      if (f->key.len == 0)
+        eddy_keyed_clear_key(lt->keyed);
+      else if (eddy_keyed_set_key(lt->keyed, f->key.data, f->key.len, f->key_group) != EDDY_OK)
+        return eddy_lua_fail(L, "%s", eddy_keyed_errmsg(lt->keyed));
+    }
     lt->timestamp = f->timestamp;
     if (direct) {
       lua_pushvalue(L, top - 2); /* f */

@@ -202,6 +202,7 @@ static int build_tasks(eddy_job *job)
         job->channels = all;
         job->channels[job->nchannels++] = ch;
         ch->input = e->input;
+        ch->first = e->part == EDDY_PART_BROADCAST;
         ch->watermark = EDDY_MIN_WATERMARK;
         ch->aligned = 1;
         ch->producer_vertex = e->from;
@@ -214,6 +215,7 @@ static int build_tasks(eddy_job *job)
           goto oom;
         consumer->inputs = ins;
         consumer->inputs[consumer->ninputs++] = ch;
+        consumer->first_inputs += ch->first;
       }
     }
   }
@@ -671,6 +673,22 @@ static int control_frame(eddy_job *job, eddy_task *t, channel *ch, const eddy_fr
  * as they arrived first. A batch's frames point into the channels, so these
  * are compacted only after the callback. Sets *progress if it handled any
  * frame. */
+/*
+ * Inputs are read round robin, a frame at a time, except broadcast inputs:
+ * what they hold is read first. Any interleaving is one Flink could
+ * produce; this one makes a connected operator see the rules (the
+ * broadcast side) that arrived with the data before the data, every run.
+ */
+static channel *first_ready(eddy_task *t)
+{
+  if (t->first_inputs == 0)
+    return NULL;
+  for (int i = 0; i < t->ninputs; i++)
+    if (t->inputs[i]->first && channel_has_frame(t->inputs[i]))
+      return t->inputs[i];
+  return NULL;
+}
+
 static int drain_task(eddy_job *job, eddy_task *t, int *progress)
 {
   vertex *v = &job->vertices[t->vertex];
@@ -689,8 +707,11 @@ static int drain_task(eddy_job *job, eddy_task *t, int *progress)
       limit = ALIGNING_BATCH;
     }
     while (n < limit && idle < t->ninputs) {
-      channel *ch = t->inputs[t->next_input];
-      t->next_input = (t->next_input + 1) % t->ninputs;
+      channel *ch = first_ready(t);
+      if (ch == NULL) {
+        ch = t->inputs[t->next_input];
+        t->next_input = (t->next_input + 1) % t->ninputs;
+      }
       if (!channel_has_frame(ch)) {
         idle++;
         continue;

@@ -31,6 +31,7 @@ typedef struct channel {
   size_t read;
   size_t frames; /* queued frames, the priority barrier not counted */
   int input; /* the consumer's input index */
+  int first;  /* read before the consumer's other inputs: see drain_task */
   int ended;
   int producer_vertex, producer_index; /* for traces */
   /* checkpoints (checkpoint.c) */
@@ -66,6 +67,7 @@ struct eddy_task {
   int ninputs;
   int ended_inputs;
   int next_input; /* round-robin position */
+  int first_inputs; /* how many of the inputs are read first */
   task_output *outputs;
   int noutputs;
   eddy_frame *batch; /* INLINE_BATCH frames being handed to process */
