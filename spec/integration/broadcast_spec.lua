@@ -131,6 +131,7 @@ describe("broadcast state", function()
     snap:close()
     assert.equal(2, copies)
     for _, p in ipairs { 3, 1 } do
+      local copies_at_open = {}
       local job2 = eddy.job { name = "bc", parallelism = p, restore = sp,
                               allow_non_restored_state = true }
       local rules = job2:from_collection({}):uid("thresholds"):broadcast()
@@ -139,6 +140,13 @@ describe("broadcast state", function()
         :key_by("k")
         :connect(rules)
         :process("check", {
+          open = function(ctx)
+            local copy = {}
+            for name, limit in ctx:broadcast_state("limits"):pairs() do
+              copy[name] = limit
+            end
+            copies_at_open[ctx:subtask() + 1] = copy
+          end,
           process_broadcast = function() end,
           process = function(ctx, v, out)
             for name, limit in ctx:broadcast_state("limits"):pairs() do
@@ -153,6 +161,11 @@ describe("broadcast state", function()
       local got = c:values()
       table.sort(got)
       assert.are.same({ "a>low", "b>high", "b>low", "c>low" }, got, "parallelism " .. p)
+      -- every subtask starts with the same copy
+      assert.equal(p, #copies_at_open)
+      for i = 1, p do
+        assert.are.same({ low = 1, high = 10 }, copies_at_open[i])
+      end
     end
   end)
 

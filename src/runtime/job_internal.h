@@ -135,6 +135,12 @@ struct eddy_job {
   int stopped;   /* the stop savepoint completed: the run ends */
   int cancelled; /* the run ends at once */
   char *savepoint_at_end;
+  /* job control (jobctl.c): the socket served between rounds, and the
+   * request waiting for the savepoint it asked for */
+  struct eddy_control *control;
+  double control_next; /* monotonic ms of the next look at the socket */
+  struct eddy_control_req *control_req;
+  int control_kind;
   eddy_err err;
 };
 
@@ -186,5 +192,12 @@ void ckpt_task_free(eddy_task *t);
  * their backends live). */
 void ckpt_shutdown(eddy_job *job);
 void ckpt_free(eddy_job *job);
+
+/* jobctl.c, called by the executor when the job has a control socket:
+ * handles requests between rounds (at most every few ms), waits for them
+ * instead of sleeping, and answers what waits on this run when it ends. */
+int jobctl_tick(eddy_job *job);
+void jobctl_wait(eddy_job *job, int64_t ms);
+void jobctl_detach(eddy_job *job, int rc);
 
 #endif
