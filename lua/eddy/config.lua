@@ -895,8 +895,11 @@ local HARNESS = M.table_of {
   backend = M.enum { "heap", "rocksdb" },
   state_backend = STATE_BACKEND,
   max_parallelism = M.integer { min = 1, max = 32768, default = 128 },
-  -- a path, or a snapshot from h:snapshot() (a table or the binding's userdata)
+  -- a path, or a snapshot from h:snapshot() or eddy.savepoint.load
   restore = M.one_of_types { "string", "table", "userdata" },
+  -- the operator uid its state is kept under in h:snapshot() and
+  -- h:savepoint(), and taken from on restore
+  uid = M.string(),
 }
 
 -- `backend` is shorthand for state_backend.type; the result keeps only the

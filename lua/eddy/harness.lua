@@ -8,6 +8,7 @@ local config = require "eddy.config"
 local context = require "eddy.context"
 local core = require "eddy.core"
 local opstate = require "eddy.opstate"
+local savepoint = require "eddy.savepoint"
 local stream = require "eddy.stream"
 
 local M = {}
@@ -15,32 +16,88 @@ local M = {}
 local Harness = {}
 Harness.__index = Harness
 
-local function unavailable(what)
-  return function()
-    error("h:" .. what .. " is not available in this version of eddy", 2)
-  end
-end
-
 local MIN = math.mininteger
+
+-- The keyed state and operator states a harness starts from: those of
+-- operator uid (or of the snapshot's only keyed operator) in the snapshot
+-- at path or given. Returns keyed (an eddy.Keyed of its own), the
+-- operator states of a single subtask, and the uid.
+local function restored_state(restore, uid, max_parallelism)
+  local snap, own = restore, false
+  if type(restore) == "string" then
+    snap, own = savepoint.open(restore, "eddy.harness: restore"), true
+  elseif getmetatable(restore) == nil or getmetatable(restore).__name ~= "eddy.Snapshot" then
+    error("eddy.harness: restore: expected a path or a Snapshot (h:snapshot(), eddy.savepoint.load)", 0)
+  end
+  local function fail(msg)
+    if own then
+      snap:close()
+    end
+    error("eddy.harness: restore: " .. msg, 0)
+  end
+  local keyed_uids = {}
+  for _, op in ipairs(snap:operators()) do
+    if op.keyed then
+      keyed_uids[#keyed_uids + 1] = op.uid
+    end
+  end
+  if uid == nil then
+    if #keyed_uids ~= 1 then
+      fail(("%s has %s keyed operators (%s): say which with uid = ..."):format(snap.path,
+        #keyed_uids == 0 and "no" or tostring(#keyed_uids), table.concat(keyed_uids, ", ")))
+    end
+    uid = keyed_uids[1]
+  end
+  local op = snap._ops[uid]
+  if not op or #op.keyed_files == 0 then
+    fail(("%s has no keyed state of operator %q (its keyed operators: %s)"):format(snap.path, uid,
+      #keyed_uids > 0 and table.concat(keyed_uids, ", ") or "none"))
+  end
+  if max_parallelism ~= nil and max_parallelism ~= op.max_parallelism then
+    fail(("%s keeps %q with max parallelism %d, not %d: key groups cannot change"):format(snap.path,
+      uid, op.max_parallelism, max_parallelism))
+  end
+  local ok, keyed = pcall(snap._fresh_keyed, snap, op)
+  if not ok then
+    fail(keyed)
+  end
+  -- this operator's operator states (broadcast state), from every old
+  -- subtask, handed out as to a single subtask
+  local old = {}
+  for _, e in ipairs(snap:_opstate_of(op)[uid] or {}) do
+    old[e.subtask + 1] = type(e.value) == "table" and e.value.lists or nil
+  end
+  local lists = opstate.redistribute(old, op.parallelism, 1)[1]
+  if own then
+    snap:close()
+  end
+  return keyed, lists, uid, op.max_parallelism
+end
 
 function M.new(tbl)
   local conf = config.harness(tbl, 4)
   if conf.state_backend.type ~= "heap" then
     error("eddy.harness: the " .. conf.state_backend.type .. " backend is not available in this version of eddy", 2)
   end
-  if conf.restore ~= nil then
-    error("eddy.harness: restore is not available in this version of eddy", 2)
-  end
   local self = setmetatable({}, Harness)
   self._fns = conf.process
   self._key = stream.key_selector(conf.key_by)
-  self._keyed = core.keyed_new { max_parallelism = conf.max_parallelism }
+  local restored_lists
+  if conf.restore ~= nil then
+    local explicit_max = type(tbl) == "table" and tbl.max_parallelism or nil
+    self._keyed, restored_lists, self._uid, self._max_parallelism =
+      restored_state(conf.restore, conf.uid, explicit_max)
+  else
+    self._keyed = core.keyed_new { max_parallelism = conf.max_parallelism }
+    self._uid, self._max_parallelism = conf.uid or "harness", conf.max_parallelism
+  end
   self._outputs, self._sides = {}, {}
   -- the harness's clocks: event time moves with h:watermark, processing
   -- time (always manual here) with h:advance_processing_time
   self._watermark, self._now = MIN, 0
   self._ctx = context.new {
     keyed = self._keyed,
+    restored = conf.restore ~= nil,
     timestamp = function() return self._timestamp end,
     clock = {
       now = function() return self._now end,
@@ -74,7 +131,7 @@ function M.new(tbl)
   if self._fns.process_broadcast then
     -- keyed:connect(broadcast): the harness is one subtask of it
     self._ctx._connected = true
-    self._ctx._opstate = opstate.new_store()
+    self._ctx._opstate = opstate.new_store(restored_lists)
   end
   if self._fns.open then
     self._fns.open(self._ctx)
@@ -173,6 +230,12 @@ function Harness:broadcast_state(name)
   local store = self._ctx._opstate
   if not store then
     error("h:broadcast_state: the process function has no process_broadcast", 2)
+  end
+  -- restored states the function has not asked for yet show too
+  for n, r in pairs(store._restored) do
+    if r.mode == "broadcast" then
+      store:broadcast(n, function() return self._ctx._on_broadcast end, "h:broadcast_state")
+    end
   end
   local function as_table(s)
     local t = {}
@@ -298,8 +361,40 @@ function Harness:timers()
   return self._keyed:timers()
 end
 
-Harness.snapshot = unavailable("snapshot")
-Harness.savepoint = unavailable("savepoint")
+-- What h:snapshot() and h:savepoint() hold: the harness as operator uid,
+-- subtask 0 of 1, as a job's savepoint would have it.
+function Harness:_operator()
+  local store = self._ctx._opstate
+  local lists = store and store:snapshot()
+  return {
+    uid = self._uid, vertex = "harness " .. self._uid, job_name = "harness",
+    job_id = core.random_hex(16), max_parallelism = self._max_parallelism,
+    keyed = core.keyed_snapshot(self._keyed),
+    operators = lists and next(lists) and { [self._uid] = { lists = lists } } or nil,
+  }
+end
+
+-- h:snapshot() -> a Snapshot in memory (as eddy.savepoint.load gives),
+-- which eddy.harness{restore = snap} starts from.
+function Harness:snapshot()
+  self:_check("snapshot")
+  return savepoint.of_operator(self:_operator())
+end
+
+-- h:savepoint(dir) -> the path of a savepoint of the harness's state in
+-- dir: `eddy inspect` reads it, a harness or a job with a keyed operator
+-- of the same uid restores from it.
+function Harness:savepoint(dir)
+  self:_check("savepoint")
+  if type(dir) ~= "string" or dir == "" then
+    error("h:savepoint: expected a folder", 2)
+  end
+  local ok, path = pcall(savepoint.write_operator, dir, self:_operator())
+  if not ok then
+    error("h:savepoint: " .. tostring(path), 2)
+  end
+  return path
+end
 
 function Harness:close()
   if self._closed then

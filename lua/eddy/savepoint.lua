@@ -101,6 +101,12 @@ local function open(path, who, level)
     end
     error(("%s: %s"):format(who, msg), 0)
   end
+  return M.from_file(file, who)
+end
+
+-- A Snapshot over a file object: a core SnapshotFile, or anything with the
+-- same info(), keyed(maxp, names), read(name) and close().
+function M.from_file(file, who)
   local info = file:info()
   local self = setmetatable({
     id = info.id, kind = info.kind, job = info.job, name = info.job_name,
@@ -138,6 +144,89 @@ local function open(path, who, level)
     end
   end
   return self
+end
+
+-- ---- snapshots that are not on disk: the harness's h:snapshot() ----
+
+-- The files of a snapshot held as strings, read as a SnapshotFile is.
+local MemoryFile = {}
+MemoryFile.__index = MemoryFile
+
+function MemoryFile:info()
+  return self._info
+end
+
+function MemoryFile:keyed(max_parallelism, names)
+  local list = {}
+  for i, name in ipairs(names) do
+    list[i] = self._files[name]
+  end
+  return core.keyed_from_snapshot(max_parallelism, list)
+end
+
+function MemoryFile:read(name)
+  local bytes = self._files[name]
+  if bytes == nil then
+    return nil, name .. ": no such file in the snapshot"
+  end
+  return bytes
+end
+
+function MemoryFile:close() end
+
+-- The _metadata of a snapshot of one operator at parallelism 1, as a job
+-- writes it: { subtasks = {...} }. parts: the file names it has.
+local function one_operator_metadata(op)
+  return {
+    name = op.job_name,
+    subtasks = { {
+      vertex = op.vertex, uid = op.uid, subtask = 0, parallelism = 1,
+      max_parallelism = op.max_parallelism, key_groups = { 0, op.max_parallelism - 1 },
+      parts = op.parts,
+    } },
+  }
+end
+
+-- The files of one operator's snapshot (what a job's subtask 0 of 1 would
+-- write): keyed, the bytes of core.keyed_snapshot; operators, its operator
+-- states by state uid (nil for none). Returns { [file name] = bytes }, parts.
+local function one_operator_files(op)
+  local files, parts = {}, {}
+  local function add(ext, bytes)
+    local name = ("%s-0.%s"):format(op.uid, ext)
+    files[name] = bytes
+    parts[#parts + 1] = name
+  end
+  add("keyed", op.keyed)
+  if op.operators ~= nil then
+    add("operators", core.encode(op.operators))
+  end
+  return files, parts
+end
+
+-- A Snapshot in memory of one operator: op = { uid =, vertex =,
+-- job_name =, max_parallelism =, keyed = bytes, operators = table or nil }.
+function M.of_operator(op)
+  local files, parts = one_operator_files(op)
+  op.parts = parts
+  local meta = one_operator_metadata(op)
+  local file = setmetatable({ _files = files, _info = {
+    path = "(in memory)", name = "snapshot", id = 1, job = op.job_id or "harness",
+    kind = "snapshot", time = os.time() * 1000, job_name = meta.name,
+    subtasks = meta.subtasks, files = {},
+  } }, MemoryFile)
+  return M.from_file(file, "eddy.Snapshot")
+end
+
+-- The same written as a savepoint in dir; returns its path.
+function M.write_operator(dir, op)
+  local files, parts = one_operator_files(op)
+  op.parts = parts
+  local list = {}
+  for _, name in ipairs(parts) do
+    list[#list + 1] = { name, files[name] }
+  end
+  return core.savepoint_write(dir, op.job_id, list, core.json(one_operator_metadata(op)))
 end
 
 -- eddy.savepoint.load(path) -> Snapshot
@@ -188,6 +277,20 @@ function Snapshot:_keyed_of(op)
       self:_damaged(err)
     end
     self._keyed[op.uid] = k
+  end
+  return k
+end
+
+-- A new eddy.Keyed with the operator's keyed state, the caller's to own
+-- (the harness restores from it).
+function Snapshot:_fresh_keyed(op)
+  local names = {}
+  for i, f in ipairs(op.keyed_files) do
+    names[i] = f.file
+  end
+  local k, err = self._file:keyed(op.max_parallelism, names)
+  if not k then
+    error(("%s is damaged: %s"):format(self.path, err), 0)
   end
   return k
 end

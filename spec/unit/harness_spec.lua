@@ -46,11 +46,89 @@ describe("eddy.harness", function()
     assert.are.same({ count = h:state("count") }, h:state())
   end)
 
-  it("says what it cannot do yet", function()
-    local h = eddy.harness { process = counter, key_by = "user" }
-    local ok, err = pcall(h.snapshot, h)
-    assert.is_false(ok)
-    assert.matches("h:snapshot is not available in this version of eddy", err, 1, true)
+  it("snapshots its state in memory and as a savepoint, and restores from both", function()
+    local run = require "run"
+    local fns = {
+      process = function(ctx, r, out)
+        local n = ctx:value_state("n")
+        n:update((n:value() or 0) + 1)
+        ctx.timers:register_event_time(100)
+        out(n:value())
+      end,
+      on_timer = function(ctx, _, out) out("timer " .. ctx:key()) end,
+      process_broadcast = function(ctx, rule) ctx:broadcast_state("rules"):put(rule, true) end,
+    }
+    local h = eddy.harness { process = fns, key_by = "k", uid = "counter" }
+    h:push { k = "a" }
+    h:push { k = "a" }
+    h:push { k = "b" }
+    h:push_broadcast("r1")
+    local snap = h:snapshot()
+    assert.equal("snapshot", snap.kind)
+    local rows = {}
+    for key, ns, value in snap:entries("counter", "n") do
+      rows[key] = value
+      assert.is_nil(ns)
+    end
+    assert.are.same({ a = 2, b = 1 }, rows)
+    assert.equal(2, #snap:timers("counter"))
+    -- the harness goes on; the snapshot does not change
+    h:push { k = "a" }
+    local dir = run.tmpdir()
+    local path = h:savepoint(dir)
+    assert.truthy(path:find(dir .. "/savepoint-", 1, true), path)
+    assert.equal("savepoint", eddy.savepoint.load(path).kind)
+    h:close()
+
+    local from_snap = eddy.harness { process = fns, key_by = "k", restore = snap }
+    assert.are.same({ 3 }, from_snap:push { k = "a" })
+    assert.are.same({ rules = { r1 = true } }, from_snap:broadcast_state())
+    -- ties fire in eddy's deterministic order (key group first)
+    assert.are.same({ "timer b", "timer a" }, from_snap:watermark(100))
+    local from_disk = eddy.harness { process = fns, key_by = "k", restore = path }
+    assert.are.same({ 4 }, from_disk:push { k = "a" })
+    assert.is_true(from_disk._ctx:is_restored())
+    run.cleanup()
+
+    local function fails(opts, msg)
+      local ok, err = pcall(eddy.harness, opts)
+      assert.is_false(ok)
+      assert.matches(msg, err, 1, true)
+    end
+    fails({ process = fns, key_by = "k", restore = snap, uid = "other" },
+      'eddy.harness: restore: (in memory) has no keyed state of operator "other" (its keyed operators: counter)')
+    fails({ process = fns, key_by = "k", restore = snap, max_parallelism = 64 },
+      'keeps "counter" with max parallelism 128, not 64')
+    fails({ process = fns, key_by = "k", restore = "/nonexistent/sp" },
+      "eddy.harness: restore: /nonexistent/sp: ")
+    fails({ process = fns, key_by = "k", restore = {} },
+      "eddy.harness: restore: expected a path or a Snapshot")
+    assert.error_matches(function() eddy.harness { process = fns, key_by = "k" }:savepoint(nil) end,
+      "h:savepoint: expected a folder")
+  end)
+
+  it("hands its savepoint to a job, which restores it at another parallelism", function()
+    local run = require "run"
+    local fns = {
+      process = function(ctx, _, out)
+        local n = ctx:value_state("n")
+        n:update((n:value() or 0) + 1)
+        out(ctx:key() .. "=" .. n:value())
+      end,
+    }
+    local h = eddy.harness { process = fns, key_by = "k", uid = "counter" }
+    for _, k in ipairs { "a", "b", "a", "c", "a" } do
+      h:push { k = k }
+    end
+    local path = h:savepoint(run.tmpdir())
+    local job = eddy.job { parallelism = 3, restore = path }
+    local c = job:from_collection { { k = "a" }, { k = "b" }, { k = "d" } }:uid("keys"):key_by("k")
+      :process("counter", fns):collect()
+    job:run()
+    local got = c:values()
+    table.sort(got)
+    assert.are.same({ "a=4", "b=2", "d=1" }, got)
+    run.cleanup()
   end)
 
   it("calls open at creation and close once", function()

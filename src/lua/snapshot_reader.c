@@ -341,6 +341,132 @@ static int l_snapshot_read(lua_State *L)
   return 1;
 }
 
+/* ---- snapshots of the harness: in memory and as savepoints ---- */
+
+static int append_to_buf(void *ud, const void *p, size_t n)
+{
+  return eddy_buf_append(ud, p, n) == EDDY_OK ? 0 : EDDY_ENOMEM;
+}
+
+/* core.keyed_snapshot(keyed) -> the keyed state and timers of an
+ * eddy.Keyed as one string, in the format of a checkpoint's .keyed file. */
+static int l_keyed_snapshot(lua_State *L)
+{
+  eddy_keyed *k = eddy_lua_check_keyed(L, 1);
+  eddy_buf *out = lua_newuserdatauv(L, sizeof *out, 0);
+  memset(out, 0, sizeof *out);
+  eddy_err err;
+  eddy_keyed_snapshot *snap;
+  if (eddy_keyed_snapshot_take(k, &snap, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  int rc = eddy_keyed_snapshot_write(snap, append_to_buf, out, &err);
+  eddy_keyed_snapshot_free(snap);
+  if (rc != EDDY_OK) {
+    eddy_buf_free(out);
+    return eddy_lua_raise(L, &err);
+  }
+  lua_pushlstring(L, (const char *)out->data, out->len);
+  eddy_buf_free(out);
+  return 1;
+}
+
+typedef struct bytes_source {
+  const void *p;
+  size_t n;
+} bytes_source;
+
+static int next_bytes(void *ud, const void **p, size_t *n)
+{
+  bytes_source *src = ud;
+  *p = src->p;
+  *n = src->n;
+  src->n = 0;
+  return 0;
+}
+
+/* core.keyed_from_snapshot(max_parallelism, {strings}) -> an eddy.Keyed
+ * over every key group holding what those snapshots (from
+ * core.keyed_snapshot) hold; nil, message when one is not one. */
+static int l_keyed_from_snapshot(lua_State *L)
+{
+  lua_Integer maxp = luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, 1,
+                "max parallelism must be between 1 and 32768");
+  eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
+  eddy_keyed **slot = eddy_lua_push_keyed(L);
+  eddy_err err;
+  eddy_backend *b;
+  if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK || eddy_keyed_new(b, slot, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    bytes_source src;
+    src.p = lua_tolstring(L, -1, &src.n);
+    if (src.p == NULL)
+      return luaL_argerror(L, 2, "expected an array of strings");
+    eddy_keyed_source from = {next_bytes, &src, 0};
+    if (eddy_keyed_restore(*slot, &from, &err) != EDDY_OK) {
+      lua_pushnil(L);
+      lua_pushstring(L, err.msg);
+      return 2;
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* core.savepoint_write(dir, job_id, {{name, bytes}, ...}, extra) -> the
+ * path of a new savepoint in dir holding those files; extra is the JSON
+ * text of what else _metadata says (its subtasks). Raises with the
+ * storage's message when it cannot be written. */
+static int l_savepoint_write(lua_State *L)
+{
+  const char *dir = luaL_checkstring(L, 1);
+  const char *job_id = luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  const char *extra = luaL_checkstring(L, 4);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+  for (lua_Integer i = 1; i <= n; i++) { /* checked first: no raise while writing */
+    luaL_argcheck(L, lua_rawgeti(L, 3, i) == LUA_TTABLE, 3, "expected {name, bytes} pairs");
+    luaL_argcheck(L, lua_rawgeti(L, -1, 1) == LUA_TSTRING, 3, "a file needs a name");
+    luaL_argcheck(L, lua_rawgeti(L, -2, 2) == LUA_TSTRING, 3, "a file needs its bytes");
+    lua_pop(L, 3);
+  }
+  char where[4096];
+  eddy_err err;
+  eddy_chk_writer *w;
+  if (eddy_savepoint_begin(dir, job_id, 1, &w, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  snprintf(where, sizeof where, "%s", eddy_chk_writer_path(w));
+  int rc = EDDY_OK;
+  for (lua_Integer i = 1; i <= n && rc == EDDY_OK; i++) {
+    lua_rawgeti(L, 3, i);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    size_t len;
+    const char *bytes = lua_tolstring(L, -1, &len);
+    eddy_chk_file *f;
+    rc = eddy_chk_file_open(w, lua_tostring(L, -2), "zstd", 0, &f, &err);
+    if (rc == EDDY_OK) {
+      rc = eddy_chk_file_write(f, bytes, len, &err);
+      int closed = eddy_chk_file_close(f, rc == EDDY_OK ? &err : NULL);
+      if (rc == EDDY_OK)
+        rc = closed;
+    }
+    lua_pop(L, 3);
+  }
+  if (rc != EDDY_OK) {
+    eddy_chk_abort(w);
+    return eddy_lua_raise(L, &err);
+  }
+  if (eddy_chk_commit_text(w, extra, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  lua_pushstring(L, where);
+  return 1;
+}
+
 static int l_snapshot_close(lua_State *L)
 {
   return snapshot_gc(L);
@@ -384,6 +510,8 @@ void eddy_open_snapshot_reader(lua_State *L, int ctx)
   lua_pop(L, 1);
 
   static const luaL_Reg funcs[] = {
-      {"json", l_json}, {"snapshot_open", l_snapshot_open}, {NULL, NULL}};
+      {"json", l_json}, {"keyed_from_snapshot", l_keyed_from_snapshot},
+      {"keyed_snapshot", l_keyed_snapshot}, {"savepoint_write", l_savepoint_write},
+      {"snapshot_open", l_snapshot_open}, {NULL, NULL}};
   eddy_lua_setfuncs(L, funcs, ctx);
 }
