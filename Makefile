@@ -112,12 +112,17 @@ ctest: $(CTEST_BIN)
 	  $(if $(filter 1,$(SANITIZE)),ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1,) $$t; \
 	done
 
+# Jobs that specs run keep their control sockets and status files in a
+# private folder (mktemp -d: 0700, and short enough for a socket's path),
+# not in the user's, whose `eddy list -a` would fill up with them.
+PRIVATE_RUNTIME = d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && XDG_RUNTIME_DIR=$$d
+
 spec: $(MODULE) $(EXE)
-	$(Q)$(RUN_ENV) $(SPEC_RUNNER) $(BUSTED) $(BUSTED_ARGS)
+	$(Q)$(PRIVATE_RUNTIME) $(RUN_ENV) $(SPEC_RUNNER) $(BUSTED) $(BUSTED_ARGS)
 
 # kill -9 at random moments, resume, and compare with a clean run
 crash: $(EXE)
-	$(Q)$(RUN_ENV) $(LUA) spec/crash.lua
+	$(Q)$(PRIVATE_RUNTIME) $(RUN_ENV) $(LUA) spec/crash.lua
 
 check: ctest spec crash
 
@@ -146,4 +151,4 @@ install: all
 clean:
 	rm -rf build bin lib
 
--include $(ENGINE_OBJ:.o=.d) $(BINDING_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(ENGINE_OBJ:.o=.d) $(BINDING_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CTEST_BIN:=.d)

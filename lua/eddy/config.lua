@@ -492,6 +492,8 @@ local JOB = M.table_of {
   -- nil: a watermark after every record (SEMANTICS.md, eddy's choice 4).
   watermark_interval = M.duration { min = 1 },
   trace = M.boolean { default = false },
+  -- a control socket and status file while it runs (eddy list/info/stop...)
+  control = M.boolean { default = true },
   restore = M.string(),
   allow_non_restored_state = M.boolean { default = false },
   flink = M.one_of_types { "table" },

@@ -25,9 +25,6 @@ function M._cli_defaults(opts)
 end
 
 function M.job(config)
-  if cli_defaults.detached then
-    error("eddy run: --detached is not available in this version of eddy", 2)
-  end
   if cli_defaults.restore and cli_defaults.resume then
     error("eddy run: give either -s PATH or --resume, not both", 2)
   end
@@ -46,6 +43,9 @@ function M.job(config)
     conf.trace = true
   end
   job._resume = cli_defaults.resume
+  -- eddy run -d: {fd =, log =}, shared by the jobs of the script (the
+  -- first one reports its id on fd)
+  job._detached = cli_defaults.detached
   return job
 end
 

@@ -238,9 +238,48 @@ function Job:_attempt(vertices, restore_from, next_id, failures, savepoint_at_en
     cj:stop_with_savepoint_at_end(savepoint_at_end)
   end
   self._cj = cj
-  ok, err = pcall(cj.run, cj)
+  ok, err = pcall(cj.run, cj, self._control)
   self._cj = nil
   return ok, err, cj
+end
+
+-- Job control (`eddy list/info/savepoint/stop/cancel`): a control socket
+-- and a status file for the run, unless `control = false`. A job started
+-- by `eddy run -d` must have one (the id it prints comes from here); for
+-- any other, a control folder that cannot be used is a warning, once.
+local control_warned = false
+
+function Job:_open_control()
+  local conf = self.config
+  local detached = self._detached
+  if not conf.control and not detached then
+    return nil
+  end
+  local log = detached and detached.log
+  if log and log:match("/run%-%d+%.log$") then
+    -- the first job of a detached run names the log after itself
+    local named = log:gsub("[^/]*$", self.job_id .. ".log")
+    if os.rename(log, named) then
+      log = named
+      detached.log = named
+    end
+  end
+  local ctl, err = core.control_open {
+    id = self.job_id, name = conf.name, log = log,
+    savepoint_dir = conf.savepoint_dir and conf.savepoint_dir:gsub("^file://", ""),
+    checkpoint_interval = conf.checkpoint.interval,
+    notify_fd = detached and detached.fd,
+  }
+  if detached then
+    detached.fd = nil -- written and closed: only the first job reports its id
+    if not ctl then
+      error("eddy run --detached: " .. err, 0)
+    end
+  elseif not ctl and not control_warned then
+    control_warned = true
+    io.stderr:write(("eddy: warning: %s runs without job control: %s\n"):format(conf.name, err))
+  end
+  return ctl
 end
 
 -- The folder savepoints go to when none is named: savepoint_dir, else the
@@ -298,6 +337,10 @@ function Job:run(opts)
   local started = core.monotonic_ms()
   local history = {}
   self._checkpoints = history
+  -- closed with the error that ends the run, if one does: the status file
+  -- then says FAILED or CANCELED (src/lua/control.c)
+  local control <close> = self:_open_control()
+  self._control = control
   local cj
   while true do
     local ok, err
@@ -331,7 +374,15 @@ function Job:run(opts)
     end
     io.stderr:write(("eddy: restarting %s in %d ms (%s)\n"):format(
       restore_from and ("from " .. restore_from) or "from the beginning", delay, why))
-    core.sleep_ms(delay)
+    if control then
+      -- still answering (info, cancel) while it waits
+      if control:serve(delay, "RESTARTING") then
+        self:_end_checkpoints("cancelled")
+        error("cancelled", 0)
+      end
+    else
+      core.sleep_ms(delay)
+    end
   end
   self:_end_checkpoints("finished")
   local metrics = metrics_of(vertices, cj:stats(), started)
@@ -347,6 +398,10 @@ function Job:run(opts)
   local stopped, savepoint = cj:stopped()
   if savepoint_at_end and not stopped then
     error("job:run: the job ended before its savepoint was taken", 2)
+  end
+  self._control = nil
+  if control then
+    control:finish(stopped and "STOPPED" or "FINISHED", stopped and savepoint or nil)
   end
   return { metrics = metrics, checkpoints = history, savepoint = stopped and savepoint or nil }
 end

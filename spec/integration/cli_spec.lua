@@ -207,15 +207,34 @@ describe("eddy (the executable)", function()
     end)
 
     it("passes every option", function()
-      assert.equal('{allow_non_restored_state=true,detached=true,flink={a.b="c=d",x="1"},'
+      assert.equal('{allow_non_restored_state=true,flink={a.b="c=d",x="1"},'
                    .. 'parallelism=4,restore="/sp/1",resume=true,trace=true}',
                    opts_for{ "-p", "4", "-D", "a.b=c=d", "-Dx=1", "-s", "/sp/1",
-                             "--allow-non-restored-state", "--resume", "-d", "--trace" })
+                             "--allow-non-restored-state", "--resume", "--trace" })
+    end)
+
+    it("runs a detached script in the background, telling it where to report its job id", function()
+      local root = dir .. "/root"
+      os.execute("mkdir -p " .. quote(root .. "/lua/eddy") .. " " .. quote(dir .. "/xdg"))
+      run.write(root .. "/lua/eddy/init.lua", FAKE_INIT)
+      local job = file("show.lua", SHOW_OPTS)
+      for _, flag in ipairs{ "-d", "--detached" } do
+        -- the fake module starts no job: no id comes, and the log says why
+        local out, err, code = eddy({ "run", flag, "-p2", job }, nil,
+          "EDDY_ROOT=" .. quote(root) .. " XDG_RUNTIME_DIR=" .. quote(dir .. "/xdg"))
+        assert.equal(1, code)
+        assert.equal("", out)
+        local log = err:match("^eddy: .*show%.lua ended without running a job %(log: (.-)%)\n$")
+        assert.truthy(log, err)
+        assert.matches('^{detached={fd=%d+,log="' .. dir:gsub("%p", "%%%0") .. '/xdg/eddy/run%-%d+%.log"},'
+                       .. 'flink={},parallelism=2}\n$', run.read(log))
+        os.remove(log)
+      end
     end)
 
     it("accepts the long and glued spellings", function()
-      assert.equal('{detached=true,flink={},parallelism=12,restore="/sp"}',
-                   opts_for{ "-p12", "--from-savepoint=/sp", "--detached" })
+      assert.equal('{flink={},parallelism=12,restore="/sp"}',
+                   opts_for{ "-p12", "--from-savepoint=/sp" })
       assert.equal('{flink={},parallelism=3,restore="/x"}',
                    opts_for{ "--parallelism", "3", "--from-savepoint", "/x" })
     end)
@@ -270,13 +289,20 @@ describe("eddy (the executable)", function()
       end
     end)
 
-    it("says which commands are not available yet, with status 1", function()
-      for _, cmd in ipairs{ "list", "info", "savepoint", "stop", "cancel" } do
-        local out, err, code = eddy{ cmd, "x" }
+    it("has the job-control commands, which name an unknown job in one line with status 1",
+       function()
+      local env = "XDG_RUNTIME_DIR=" .. quote(dir)
+      for _, cmd in ipairs{ "info", "savepoint", "stop", "cancel" } do
+        local out, err, code = eddy({ cmd, "nosuchjob" }, nil, env)
         assert.equal(1, code)
         assert.equal("", out)
-        assert.equal("eddy: 'eddy " .. cmd .. "' is not available yet\n", err)
+        assert.equal(("eddy: %s: no %sjob \"nosuchjob\" (eddy list%s shows them)\n"):format(cmd,
+          cmd == "info" and "" or "running ", cmd == "info" and " -a" or ""), err)
       end
+      local out, err, code = eddy({ "list" }, nil, env)
+      assert.equal(0, code)
+      assert.equal("", err)
+      assert.equal("no running jobs\n", out)
     end)
   end)
 

@@ -41,6 +41,7 @@ local DEFAULT_JOB = {
   restart = { strategy = "none" },
   processing_time = "system",
   trace = false,
+  control = true,
   allow_non_restored_state = false,
 }
 
@@ -324,6 +325,7 @@ describe("eddy.config", function()
         processing_time = "manual",
         watermark_interval = "200ms",
         trace = true,
+        control = false,
         restore = "/tmp/sp/savepoint-1",
         allow_non_restored_state = true,
       }
@@ -348,6 +350,7 @@ describe("eddy.config", function()
         processing_time = "manual",
         watermark_interval = 200,
         trace = true,
+        control = false,
         restore = "/tmp/sp/savepoint-1",
         allow_non_restored_state = true,
       }, cfg)
@@ -585,6 +588,7 @@ describe("eddy.config", function()
           processing_time = "system",
           watermark_interval = 200,
           trace = false,
+          control = true,
           restore = "/tmp/sp/savepoint-1",
           allow_non_restored_state = true,
         }, cfg)

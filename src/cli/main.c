@@ -1,7 +1,8 @@
 /*
- * bin/eddy: one executable for the REPL, the job runner and (in later
- * releases) the job-control client. This file dispatches on argv[1] and holds
- * what the runner and the REPL share, built from the parts of Lua's own lua.c:
+ * bin/eddy: one executable for the REPL, the job runner and the job-control
+ * client (list, info, savepoint, stop, cancel, in lua/eddy/commands.lua).
+ * This file dispatches on argv[1] and holds what the runner and the REPL
+ * share, built from the parts of Lua's own lua.c:
  * a state with the standard libraries and the eddy module preloaded, calls
  * under lua_pcall with a traceback message handler, and a SIGINT handler that
  * only sets a hook, so that the running Lua code stops itself at the next
@@ -32,11 +33,6 @@ static lua_State *globalL;
 
 /* Registry key (its address) of the traceback of the last error. */
 static const char traceback_key = 't';
-
-/* Commands of API.md that arrive in later releases. */
-static const char *const later_commands[] = {
-  "cancel", "info", "list", "savepoint", "stop", NULL
-};
 
 lua_State *cli_newstate(void)
 {
@@ -374,7 +370,9 @@ static int lua_command(int argc, char **argv)
   return rc;
 }
 
-static const char *const lua_commands[] = {"checkpoints", "inspect", NULL};
+static const char *const lua_commands[] = {
+  "cancel", "checkpoints", "info", "inspect", "list", "savepoint", "stop", NULL
+};
 
 /* --- dispatch ----------------------------------------------------------- */
 
@@ -411,12 +409,6 @@ int main(int argc, char **argv)
   for (int i = 0; lua_commands[i] != NULL; i++)
     if (strcmp(cmd, lua_commands[i]) == 0)
       return lua_command(argc, argv);
-  for (int i = 0; later_commands[i] != NULL; i++) {
-    if (strcmp(cmd, later_commands[i]) == 0) {
-      fprintf(stderr, "eddy: 'eddy %s' is not available yet\n", cmd);
-      return CLI_FAIL;
-    }
-  }
   if (cmd[0] == '-')
     return cli_usage_error("unknown option '%s'", cmd);
   if (ends_with(cmd, ".lua"))

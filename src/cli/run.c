@@ -8,14 +8,19 @@
  */
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
+
+#include "runtime/control.h"
 
 /* The command line, checked. Strings point into argv. */
 struct run_opts {
@@ -27,6 +32,9 @@ struct run_opts {
   const char *resume;           /* --resume: NULL not given, "" without DIR */
   int allow_non_restored;
   int detached;
+  int notify_fd;                /* detached, in the background process: where
+                                   the first job writes its id; else -1 */
+  char log[PATH_MAX + 64];      /* detached: the log, in the control folder */
   int trace;
   int help;
   const char **defines;         /* every -D, "key=value" */
@@ -199,7 +207,16 @@ static void push_opts(lua_State *L, const struct run_opts *o)
     lua_setfield(L, -2, "resume");
   }
   if (o->detached) {
-    lua_pushboolean(L, 1);
+    /* {fd =, log =}: see Job:_open_control */
+    lua_createtable(L, 0, 2);
+    if (o->notify_fd >= 0) {
+      lua_pushinteger(L, o->notify_fd);
+      lua_setfield(L, -2, "fd");
+    }
+    if (o->log[0] != '\0') {
+      lua_pushstring(L, o->log);
+      lua_setfield(L, -2, "log");
+    }
     lua_setfield(L, -2, "detached");
   }
   if (o->trace) {
@@ -239,6 +256,115 @@ static int l_run(lua_State *L)
   return 0;
 }
 
+/* The last line of the log that says something, to stderr. */
+static int report_log_tail(const char *log)
+{
+  FILE *f = fopen(log, "r");
+  char line[4096], last[4096] = "";
+  if (f == NULL)
+    return 0;
+  while (fgets(line, sizeof line, f) != NULL)
+    if (line[0] != '\n')
+      memcpy(last, line, sizeof line);
+  fclose(f);
+  if (last[0] == '\0')
+    return 0;
+  fputs(last, stderr);
+  if (last[strlen(last) - 1] != '\n')
+    fputc('\n', stderr);
+  return 1;
+}
+
+/*
+ * eddy run -d: the script goes on in a background process of its own
+ * session, its output in a log in the control folder; this one prints the
+ * id of the first job the script runs (it arrives on a pipe once that
+ * job's control socket listens), or, if the script ends or fails before
+ * running one, the last line of its log. *background says which process
+ * returns: the background one carries on with the run.
+ */
+static int run_detached(struct run_opts *o, int *background)
+{
+  char dir[PATH_MAX];
+  eddy_err err;
+  int fds[2];
+  pid_t pid;
+
+  *background = 0;
+  if (eddy_control_dir(dir, sizeof dir, &err) != EDDY_OK) {
+    fprintf(stderr, "eddy: run --detached: %s\n", err.msg);
+    return CLI_FAIL;
+  }
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    fprintf(stderr, "eddy: run --detached: cannot make a pipe: %s\n", strerror(errno));
+    return CLI_FAIL;
+  }
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  if (pid < 0) {
+    fprintf(stderr, "eddy: run --detached: cannot fork: %s\n", strerror(errno));
+    close(fds[0]);
+    close(fds[1]);
+    return CLI_FAIL;
+  }
+  if (pid == 0) {
+    int null_fd, log_fd;
+
+    close(fds[0]);
+    setsid();  /* no terminal: Ctrl-C and hang-ups of the shell do not reach it */
+    snprintf(o->log, sizeof o->log, "%s/run-%ld.log", dir, (long)getpid());
+    log_fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (log_fd < 0 || null_fd < 0) {
+      fprintf(stderr, "eddy: run --detached: cannot open %s: %s\n", o->log, strerror(errno));
+      _exit(CLI_FAIL);
+    }
+    dup2(null_fd, STDIN_FILENO);
+    dup2(log_fd, STDOUT_FILENO);
+    dup2(log_fd, STDERR_FILENO);
+    close(null_fd);
+    close(log_fd);
+    setvbuf(stdout, NULL, _IOLBF, 0);  /* a log is read while it grows */
+    o->notify_fd = fds[1];
+    *background = 1;
+    return CLI_OK;
+  }
+  close(fds[1]);
+  char id[160];
+  size_t n = 0;
+  for (;;) {
+    ssize_t got = read(fds[0], id + n, sizeof id - 1 - n);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      break;
+    n += (size_t)got;
+    if (memchr(id, '\n', n) != NULL || n == sizeof id - 1)
+      break;
+  }
+  close(fds[0]);
+  id[n] = '\0';
+  char *nl = strchr(id, '\n');
+  if (nl != NULL) {
+    *nl = '\0';
+    printf("%s\n", id);
+    return CLI_OK;
+  }
+  /* no job started: the background process has ended (the pipe closed) */
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  char log[PATH_MAX + 64];
+  snprintf(log, sizeof log, "%s/run-%ld.log", dir, (long)pid);
+  int failed = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+  if (!failed || !report_log_tail(log))
+    fprintf(stderr, "eddy: %s ended without running a job (log: %s)\n", o->argv[o->script], log);
+  else
+    unlink(log);  /* its one message is on stderr now */
+  return failed && WIFEXITED(status) ? WEXITSTATUS(status) : CLI_FAIL;
+}
+
 int cli_run(int argc, char **argv)
 {
   struct run_opts o;
@@ -248,6 +374,7 @@ int cli_run(int argc, char **argv)
   memset(&o, 0, sizeof o);
   o.argc = argc;
   o.argv = argv;
+  o.notify_fd = -1;
   o.defines = malloc((size_t)argc * sizeof *o.defines);
   if (o.defines == NULL) {
     fputs("eddy: not enough memory\n", stderr);
@@ -256,9 +383,20 @@ int cli_run(int argc, char **argv)
   rc = parse(&o);
   if (rc == CLI_OK && o.help)
     cli_print_usage();
+  if (rc == CLI_OK && o.detached && strcmp(o.argv[o.script], "-") == 0)
+    rc = cli_usage_error("a detached job cannot read its script from standard input");
   if (rc != CLI_OK || o.help) {
     free(o.defines);
     return rc;
+  }
+  if (o.detached) {
+    int background;
+
+    rc = run_detached(&o, &background);
+    if (!background) {
+      free(o.defines);
+      return rc;
+    }
   }
   L = cli_newstate();
   if (L == NULL) {

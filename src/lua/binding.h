@@ -77,5 +77,9 @@ void eddy_open_job(lua_State *L, int ctx);
 void eddy_open_io(lua_State *L, int ctx);
 void eddy_open_checkpoint(lua_State *L, int ctx);
 void eddy_open_snapshot_reader(lua_State *L, int ctx);
+void eddy_open_control(lua_State *L, int ctx);
+
+/* The control socket userdata at idx (control.c), for job:run(control). */
+struct eddy_control *eddy_lua_check_control(lua_State *L, int idx);
 
 #endif

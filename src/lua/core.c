@@ -159,5 +159,6 @@ int luaopen_eddy_core(lua_State *L)
   eddy_open_io(L, ctx);
   eddy_open_checkpoint(L, ctx);
   eddy_open_snapshot_reader(L, ctx);
+  eddy_open_control(L, ctx);
   return 1;
 }

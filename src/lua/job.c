@@ -30,6 +30,7 @@
 #include "lua/binding.h"
 #include "lua/state.h"
 #include "runtime/checkpoint.h"
+#include "runtime/control.h"
 #include "runtime/job.h"
 #include "state/keyed.h"
 #include "util/interrupt.h"
@@ -1031,14 +1032,19 @@ static int l_job_use_manual_clock(lua_State *L)
   return 0;
 }
 
+/* job:run([control]): with a control socket (control.c) served while it
+ * runs; the argument keeps it alive meanwhile */
 static int l_job_run(lua_State *L)
 {
   ljob *j = check_job(L, 1);
+  struct eddy_control *control = lua_isnoneornil(L, 2) ? NULL : eddy_lua_check_control(L, 2);
   if (j->running)
     return luaL_error(L, "the job is already running");
   eddy_interrupt_clear();
   j->running = 1;
+  eddy_job_set_control(j->job, control);
   int rc = eddy_job_run(j->job);
+  eddy_job_set_control(j->job, NULL);
   j->running = 0;
   if (rc == EDDY_EINTR)
     return eddy_lua_fail(L, "%s", strcmp(eddy_job_errmsg(j->job), "cancelled") == 0 ? "cancelled"

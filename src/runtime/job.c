@@ -778,6 +778,10 @@ static void wait_for_time(eddy_job *job, int64_t now, int64_t until)
   int64_t ms = until - now;
   if (ms > 100)
     ms = 100;
+  if (job->control != NULL) {
+    jobctl_wait(job, ms); /* a request wakes it up at once */
+    return;
+  }
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
@@ -788,6 +792,9 @@ static int run_inline(eddy_job *job)
   for (;;) {
     if (eddy_interrupt_pending())
       return eddy_seterr(&job->err, EDDY_EINTR, "interrupted");
+    /* job control: between rounds, where no callback runs */
+    if (job->control != NULL && (rc = jobctl_tick(job)) != EDDY_OK)
+      return rc;
     int64_t now = job_now(job);
     int running = 0, progress = 0;
     /* A round: due alarms and the sources' polls, then the coordinator,
@@ -957,5 +964,6 @@ int eddy_job_run(eddy_job *job)
       t->opened = 0;
     }
   }
+  jobctl_detach(job, rc);
   return rc;
 }
