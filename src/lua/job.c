@@ -980,9 +980,10 @@ static int l_job_savepoint(lua_State *L)
 {
   ljob *j = check_job(L, 1);
   const char *dir = luaL_checkstring(L, 2);
+  eddy_err refused;
   if (eddy_job_savepoint(j->job, dir, lua_toboolean(L, 3), lua_toboolean(L, 4), savepoint_done,
-                         NULL) != EDDY_OK)
-    return eddy_lua_fail(L, "%s", eddy_job_errmsg(j->job));
+                         NULL, &refused) != EDDY_OK)
+    return eddy_lua_fail(L, "%s", refused.msg);
   return 0;
 }
 

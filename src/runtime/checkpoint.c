@@ -381,19 +381,19 @@ int eddy_job_enable_checkpoints(eddy_job *job, const eddy_checkpoint_config *cfg
 }
 
 int eddy_job_savepoint(eddy_job *job, const char *dir, int stop, int drain,
-                       eddy_savepoint_done done, void *ud)
+                       eddy_savepoint_done done, void *ud, eddy_err *err)
 {
   ckpt_coordinator *c = job->ckpt;
   if (c == NULL)
-    return eddy_seterr(&job->err, EDDY_EINVAL, "savepoints need the job's checkpoint coordinator");
+    return eddy_seterr(err, EDDY_EINVAL, "savepoints need the job's checkpoint coordinator");
   if (c->sp != NULL || job->stop_after != 0 || job->draining)
-    return eddy_seterr(&job->err, EDDY_EINVAL, "a savepoint is already being taken");
+    return eddy_seterr(err, EDDY_EINVAL, "a savepoint is already being taken");
   if (dir == NULL || *dir == '\0')
-    return eddy_seterr(&job->err, EDDY_EINVAL, "a savepoint needs a folder");
+    return eddy_seterr(err, EDDY_EINVAL, "a savepoint needs a folder");
   savepoint_request *sp = calloc(1, sizeof *sp);
   if (sp == NULL || (sp->dir = strdup(dir)) == NULL) {
     free(sp);
-    return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory asking for a savepoint");
+    return eddy_seterr(err, EDDY_ENOMEM, "out of memory asking for a savepoint");
   }
   sp->stop = stop;
   sp->drain = stop && drain;
@@ -418,7 +418,7 @@ int ckpt_sources_at_end(eddy_job *job)
   ckpt_coordinator *c = job->ckpt;
   if (c->sp != NULL || job->stop_after != 0)
     return EDDY_OK; /* asked already */
-  return eddy_job_savepoint(job, job->savepoint_at_end, 1, 0, NULL, NULL);
+  return eddy_job_savepoint(job, job->savepoint_at_end, 1, 0, NULL, NULL, &job->err);
 }
 
 int ckpt_periodic(const eddy_job *job)

@@ -74,9 +74,11 @@ typedef void (*eddy_savepoint_done)(void *ud, int rc, const char *path_or_messag
  * With drain as well, the sources end their input first (maximum
  * watermark, every subtask finishes) and the savepoint is the last
  * snapshot. One at a time: EDDY_EINVAL while another is being taken.
+ * A refusal is described in err, not in the job's error, which belongs to
+ * the first failure of the run.
  */
 int eddy_job_savepoint(eddy_job *job, const char *dir, int stop, int drain,
-                       eddy_savepoint_done done, void *ud);
+                       eddy_savepoint_done done, void *ud, eddy_err *err);
 /* At the end of bounded input, stop with a savepoint into dir instead of
  * finishing (job:run{savepoint = dir}). Before the run. */
 int eddy_job_stop_with_savepoint_at_end(eddy_job *job, const char *dir);

@@ -253,14 +253,9 @@ static void ask_savepoint(eddy_job *job, eddy_control *c, eddy_control_req *r, c
     eddy_control_reply_error(c, r, "cannot write a savepoint into %s", why);
     return;
   }
-  /* a refusal must not stay in the job's error, which the first failure
-   * of the run owns */
-  eddy_err saved = job->err;
-  if (eddy_job_savepoint(job, dir, stop, drain, savepoint_done, job) != EDDY_OK) {
-    char msg[EDDY_ERR_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s", job->err.msg);
-    job->err = saved;
-    eddy_control_reply_error(c, r, "%s", msg);
+  eddy_err refused;
+  if (eddy_job_savepoint(job, dir, stop, drain, savepoint_done, job, &refused) != EDDY_OK) {
+    eddy_control_reply_error(c, r, "%s", refused.msg);
     return;
   }
   job->control_req = r;
