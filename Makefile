@@ -40,6 +40,12 @@ LUA_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
 LUA_LIBS := $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null)
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS_PC) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(DEPS_PC) 2>/dev/null) -lcsv -lm
+# RocksDB (the rocksdb backend): Debian's librocksdb-dev has a .pc file;
+# without one, plain -lrocksdb.
+ROCKSDB_CFLAGS := $(shell $(PKG_CONFIG) --cflags rocksdb 2>/dev/null)
+ROCKSDB_LIBS := $(or $(shell $(PKG_CONFIG) --libs rocksdb 2>/dev/null),-lrocksdb)
+DEP_CFLAGS += $(ROCKSDB_CFLAGS)
+DEP_LIBS += $(ROCKSDB_LIBS)
 
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -MMD -MP -Isrc $(OPT) $(WARN) \
               $(DEP_CFLAGS) $(CFLAGS)

@@ -388,9 +388,17 @@ end
 ---------------------------------------------------------------------------
 -- The job schema (API.md, "Job configuration")
 
+-- A local folder: a path, or a file:// URI as Flink's localdir takes it.
+local LOCAL_DIR = validator(nil, function(v, where)
+  local path = type(v) == "string" and v:gsub("^file://", "") or nil
+  if not path or path == "" then fail("%s: expected a folder path, got %s", where, show(v)) end
+  return path
+end)
+
 local STATE_BACKEND = M.table_of {
   type = M.enum { "heap", "rocksdb", default = "heap" },
-  dir = M.string(),
+  -- RocksDB's working folders go in here (default: $TMPDIR/eddy-rocksdb)
+  dir = LOCAL_DIR,
   incremental = M.boolean { default = false }, -- Flink's default
   predefined = M.enum {
     "default", "spinning_disk_optimized", "spinning_disk_optimized_high_mem",
@@ -546,6 +554,25 @@ local DEFAULT_BLOOM_BITS = 10
 
 local FLINK_BOOLEAN = M.boolean()
 
+-- Flink's compression.per.level is a list, one type per level; eddy
+-- compresses every level alike, so the list must name one type.
+local COMPRESSION_NAMES = flink_enum {
+  { "ZSTD_COMPRESSION", "zstd" }, { "LZ4_COMPRESSION", "lz4" },
+  { "SNAPPY_COMPRESSION", "snappy" }, { "NO_COMPRESSION", "none" },
+}
+local COMPRESSION_PER_LEVEL = validator(nil, function(v, where, textual)
+  local chosen
+  for name in tostring(v):gmatch("[^;,%s]+") do
+    local c = COMPRESSION_NAMES.check(name, where, textual)
+    if chosen and c ~= chosen then
+      fail("%s: eddy compresses every level alike: give one compression type, got %s", where, show(v))
+    end
+    chosen = c
+  end
+  if not chosen then COMPRESSION_NAMES.check(v, where, textual) end
+  return chosen
+end)
+
 local RESTART_NAMES = flink_enum {
   { "none", "none" }, { "off", "none" }, { "disable", "none" },
   { "fixed-delay", "fixed_delay" }, { "fixeddelay", "fixed_delay" },
@@ -592,6 +619,9 @@ local FLINK = {
     path = BLOOM_BITS, spec = M.number { min = 0 },
   },
   ["state.backend.rocksdb.thread.num"] = "state_backend.options.max_background_jobs",
+  ["state.backend.rocksdb.compression.per.level"] = {
+    path = "state_backend.options.compression", spec = COMPRESSION_PER_LEVEL,
+  },
   ["state.backend.rocksdb.memory.managed"] = "state_backend.memory.managed",
   ["state.backend.rocksdb.memory.fixed-per-slot"] = "state_backend.memory.fixed_per_slot",
   ["state.backend.rocksdb.memory.write-buffer-ratio"] = "state_backend.memory.write_buffer_ratio",

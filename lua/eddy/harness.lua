@@ -20,9 +20,10 @@ local MIN = math.mininteger
 
 -- The keyed state and operator states a harness starts from: those of
 -- operator uid (or of the snapshot's only keyed operator) in the snapshot
--- at path or given. Returns keyed (an eddy.Keyed of its own), the
+-- at path or given, put into a backend as state_backend says. Returns
+-- keyed (an eddy.Keyed of its own), the
 -- operator states of a single subtask, and the uid.
-local function restored_state(restore, uid, max_parallelism)
+local function restored_state(restore, uid, max_parallelism, state_backend)
   local snap, own = restore, false
   if type(restore) == "string" then
     snap, own = savepoint.open(restore, "eddy.harness: restore"), true
@@ -57,7 +58,7 @@ local function restored_state(restore, uid, max_parallelism)
     fail(("%s keeps %q with max parallelism %d, not %d: key groups cannot change"):format(snap.path,
       uid, op.max_parallelism, max_parallelism))
   end
-  local ok, keyed = pcall(snap._fresh_keyed, snap, op)
+  local ok, keyed = pcall(snap._fresh_keyed, snap, op, state_backend)
   if not ok then
     fail(keyed)
   end
@@ -76,9 +77,6 @@ end
 
 function M.new(tbl)
   local conf = config.harness(tbl, 4)
-  if conf.state_backend.type ~= "heap" then
-    error("eddy.harness: the " .. conf.state_backend.type .. " backend is not available in this version of eddy", 2)
-  end
   local self = setmetatable({}, Harness)
   self._fns = conf.process
   self._key = stream.key_selector(conf.key_by)
@@ -86,9 +84,14 @@ function M.new(tbl)
   if conf.restore ~= nil then
     local explicit_max = type(tbl) == "table" and tbl.max_parallelism or nil
     self._keyed, restored_lists, self._uid, self._max_parallelism =
-      restored_state(conf.restore, conf.uid, explicit_max)
+      restored_state(conf.restore, conf.uid, explicit_max, conf.state_backend)
   else
-    self._keyed = core.keyed_new { max_parallelism = conf.max_parallelism }
+    local keyed, err = core.keyed_new { max_parallelism = conf.max_parallelism,
+                                        state_backend = conf.state_backend }
+    if not keyed then
+      error("eddy.harness: " .. err, 3)
+    end
+    self._keyed = keyed
     self._uid, self._max_parallelism = conf.uid or "harness", conf.max_parallelism
   end
   self._outputs, self._sides = {}, {}

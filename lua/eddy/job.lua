@@ -26,8 +26,8 @@ local function refuse_unavailable(conf)
   if conf.executor == "threads" then
     no("executor 'threads'")
   end
-  if conf.state_backend and conf.state_backend.type == "rocksdb" then
-    no("the rocksdb state backend")
+  if conf.state_backend.type == "rocksdb" and conf.state_backend.incremental then
+    no("state_backend.incremental (incremental RocksDB checkpoints)")
   end
 end
 

@@ -463,11 +463,18 @@ function M.build(job, vertices)
   if job.config.processing_time == "manual" then
     cj:use_manual_clock(0)
   end
+  local backend = job.config.state_backend
   for _, v in ipairs(vertices) do
     local id = cj:add_vertex {
       name = v.name, parallelism = v.parallelism, max_parallelism = v.max_parallelism,
       source = v.source, keyed = v.keyed,
       uid = vertex_uid(v),
+      -- keyed subtasks on RocksDB work in <dir>/job_<id>_op_<uid>_<subtask>,
+      -- as Flink names them (without its random suffix: the lock of a
+      -- folder then tells a job resumed twice)
+      state_backend = v.keyed and backend.type ~= "heap" and backend or nil,
+      state_label = v.keyed and job.job_id and ("job_%s_op_%s"):format(job.job_id, vertex_uid(v))
+        or nil,
       open = function(task, keyed, restored) return open_subtask(job, v, task, keyed, restored) end,
     }
     assert(id == v.id)

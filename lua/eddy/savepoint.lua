@@ -156,12 +156,12 @@ function MemoryFile:info()
   return self._info
 end
 
-function MemoryFile:keyed(max_parallelism, names)
+function MemoryFile:keyed(max_parallelism, names, state_backend)
   local list = {}
   for i, name in ipairs(names) do
     list[i] = self._files[name]
   end
-  return core.keyed_from_snapshot(max_parallelism, list)
+  return core.keyed_from_snapshot(max_parallelism, list, state_backend)
 end
 
 function MemoryFile:read(name)
@@ -282,15 +282,15 @@ function Snapshot:_keyed_of(op)
 end
 
 -- A new eddy.Keyed with the operator's keyed state, the caller's to own
--- (the harness restores from it).
-function Snapshot:_fresh_keyed(op)
+-- (the harness restores from it), on the backend state_backend names.
+function Snapshot:_fresh_keyed(op, state_backend)
   local names = {}
   for i, f in ipairs(op.keyed_files) do
     names[i] = f.file
   end
-  local k, err = self._file:keyed(op.max_parallelism, names)
+  local k, err = self._file:keyed(op.max_parallelism, names, state_backend)
   if not k then
-    error(("%s is damaged: %s"):format(self.path, err), 0)
+    error(("%s: %s"):format(self.path, err), 0)
   end
   return k
 end

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int test_failures;
 static int test_checks;
@@ -57,11 +58,23 @@ typedef struct test_case {
 
 #define TEST(fn) {#fn, fn}
 
+/* With EDDY_TEST_TIMES set in the environment, each test's wall time. */
+static inline double test_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static inline int test_run(const char *suite, const test_case *cases, size_t n)
 {
+  int times = getenv("EDDY_TEST_TIMES") != NULL;
   for (size_t i = 0; i < n; i++) {
     int before = test_failures;
+    double start = times ? test_now() : 0;
     cases[i].fn();
+    if (times)
+      fprintf(stderr, "%s: %s %.3f s\n", suite, cases[i].name, test_now() - start);
     if (test_failures != before)
       fprintf(stderr, "%s: %s FAILED\n", suite, cases[i].name);
   }

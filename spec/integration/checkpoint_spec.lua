@@ -172,6 +172,7 @@ describe("checkpoints", function()
   for _, case in ipairs {
     { name = "aligned", env = {} },
     { name = "unaligned", env = { UNALIGNED = "1" } },
+    { name = "aligned, on rocksdb", env = {}, rocksdb = true },
   } do
     it(("recover exactly once (%s) from failures at several records"):format(case.name), function()
       local dir = run.tmpdir()
@@ -179,7 +180,8 @@ describe("checkpoints", function()
       for k, v in pairs(case.env) do
         env[k] = v
       end
-      local err, code = run_job(dir, env)
+      local err, code = run_job(dir, env, case.rocksdb and ("-D state.backend=rocksdb "
+        .. "-D state.backend.rocksdb.localdir=" .. run.quote(dir .. "/rocksdb")))
       assert.equal(0, code, err)
       local _, failures = err:gsub("injected failure at record", "")
       assert.equal(4, failures, err)

@@ -651,6 +651,27 @@ describe("eddy.config", function()
         assert.equal(4, options.bloom_filter_bits)
       end)
 
+      it("read RocksDB's compression per level when it names one type", function()
+        local name = "state.backend.rocksdb.compression.per.level"
+        assert.equal("lz4", config.job { flink = { [name] = "LZ4_COMPRESSION" } }.state_backend.options.compression)
+        assert.equal("none", config.job({}, { flink = { [name] = "NO_COMPRESSION;NO_COMPRESSION" } })
+          .state_backend.options.compression)
+        assert.equal('-D state.backend.rocksdb.compression.per.level: eddy compresses every level alike: give one compression type, got "NO_COMPRESSION;ZSTD_COMPRESSION"',
+          err(config.job, {}, { flink = { [name] = "NO_COMPRESSION;ZSTD_COMPRESSION" } }))
+        assert.equal('eddy.job: flink["state.backend.rocksdb.compression.per.level"]: expected one of "ZSTD_COMPRESSION", "LZ4_COMPRESSION", "SNAPPY_COMPRESSION", "NO_COMPRESSION", got "XPRESS_COMPRESSION" (did you mean "LZ4_COMPRESSION"?)',
+          err(config.job, { flink = { [name] = "XPRESS_COMPRESSION" } }))
+      end)
+
+      it("take the RocksDB folder as a path or a file:// URI", function()
+        assert.equal("/var/rocks", config.job { flink = { ["state.backend.rocksdb.localdir"] = "file:///var/rocks" } }
+          .state_backend.dir)
+        assert.equal("rel/dir", config.job { state_backend = { dir = "rel/dir" } }.state_backend.dir)
+        assert.equal('eddy.job: state_backend.dir: expected a folder path, got ""',
+          err(config.job, { state_backend = { dir = "" } }))
+        assert.equal('eddy.job: state_backend.dir: expected a folder path, got a table',
+          err(config.job, { state_backend = { dir = {} } }))
+      end)
+
       it("refuse jobmanager checkpoint storage", function()
         assert.equal('eddy.job: flink["state.checkpoint-storage"]: eddy always writes checkpoints to files; use "filesystem"',
           err(config.job, { flink = { ["state.checkpoint-storage"] = "jobmanager" } }))

@@ -2,9 +2,8 @@
 -- through the harness against every backend. A behaviour that differs
 -- between backends is a bug, so each backend runs exactly these specs.
 
+local backends = require "backends"
 local eddy = require "eddy"
-
-local BACKENDS = { "heap" }
 
 -- A harness whose process function runs `body(ctx, record, out)`.
 local function harness(backend, body, extra)
@@ -12,10 +11,10 @@ local function harness(backend, body, extra)
   for k, v in pairs(extra or {}) do
     fns[k] = v
   end
-  return eddy.harness { process = fns, key_by = "k", backend = backend }
+  return backends.harness(backend, { process = fns, key_by = "k" })
 end
 
-for _, backend in ipairs(BACKENDS) do
+for _, backend in ipairs(backends) do
   describe("keyed state on the " .. backend .. " backend", function()
     describe("value state", function()
       it("is nil until updated, per key, and update(nil) or clear() remove it", function()

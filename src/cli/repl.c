@@ -57,7 +57,8 @@ static const char help_text[] =
   "      keyed:process(uid, fns), keyed:window(w), stream:collect(), job:run()\n"
   "  eddy.watermarks.bounded(d)  eddy.windows.tumbling(size)  .sliding  .session\n"
   "  eddy.inspect(v)  eddy.encode(v)  eddy.decode(s)  eddy.key_group(key)\n"
-  "Checkpoints, savepoints, RocksDB and TTL come in later versions.\n";
+  "  eddy.savepoint.load(path)   what a checkpoint or savepoint holds\n"
+  "State TTL comes in a later version.\n";
 
 static const char *const keywords[] = {
   "and", "break", "do", "else", "elseif", "end", "false", "for", "function",

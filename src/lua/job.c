@@ -43,6 +43,8 @@ typedef struct lvertex {
   eddy_binding *binding; /* for callbacks that encode */
   int open_ref;  /* the vertex's open function */
   int keyed;     /* subtasks get keyed state */
+  int backend_ref; /* the job's state_backend table, or LUA_NOREF: heap */
+  char *label;   /* RocksDB working folders are <label>_<subtask index> */
   char *name;
 } lvertex;
 
@@ -251,8 +253,14 @@ static int open_protected(lua_State *L)
     eddy_task_key_groups(t, &cfg.max_parallelism, &cfg.first_key_group,
                          &cfg.last_key_group);
     eddy_backend *b;
+    char folder[300];
+    if (v->label != NULL)
+      snprintf(folder, sizeof folder, "%s_%d", v->label, eddy_task_index(t));
+    lua_rawgeti(L, LUA_REGISTRYINDEX, v->backend_ref); /* nil for LUA_NOREF */
     eddy_keyed **slot = eddy_lua_push_keyed(L);
-    if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK)
+    int rc = eddy_lua_backend_new(L, -2, &cfg, v->label != NULL ? folder : NULL, &b, &err);
+    lua_remove(L, -2); /* the state_backend table */
+    if (rc != EDDY_OK)
       return eddy_lua_raise(L, &err);
     if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
       return eddy_lua_raise(L, &err);
@@ -754,6 +762,8 @@ static int job_gc(lua_State *L)
   j->restore = NULL;
   for (int i = 0; i < j->nvertices; i++) {
     luaL_unref(L, LUA_REGISTRYINDEX, j->vertices[i]->open_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, j->vertices[i]->backend_ref);
+    free(j->vertices[i]->label);
     free(j->vertices[i]->name);
     free(j->vertices[i]);
   }
@@ -783,7 +793,10 @@ static int opt_int_field(lua_State *L, int idx, const char *name, int def)
 }
 
 /* job:add_vertex{name =, parallelism =, max_parallelism =, source =,
- * keyed =, open = function(task, keyed) return handler end} -> id */
+ * keyed =, state_backend =, state_label =, open = function(task, keyed)
+ * return handler end} -> id. state_backend is the job's (eddy.config's
+ * shape; nil: heap); a RocksDB subtask works in <dir>/<state_label>_<i>,
+ * locked while it runs, or in a unique folder without a label. */
 static int l_job_add_vertex(lua_State *L)
 {
   ljob *j = check_job(L, 1);
@@ -802,16 +815,29 @@ static int l_job_add_vertex(lua_State *L)
   if (vs == NULL)
     return luaL_error(L, "out of memory adding a vertex");
   j->vertices = vs;
+  lua_getfield(L, 2, "state_label");
+  const char *label = luaL_optstring(L, -1, NULL);
+  lua_pop(L, 1); /* the table keeps the string alive */
+  luaL_argcheck(L, label == NULL || (strlen(label) < 200 && strchr(label, '/') == NULL), 2,
+                "state_label must be a short file name");
   lvertex *v = calloc(1, sizeof *v);
-  if (v == NULL || (v->name = strdup(name)) == NULL) {
+  if (v == NULL || (v->name = strdup(name)) == NULL ||
+      (label != NULL && (v->label = strdup(label)) == NULL)) {
+    if (v != NULL)
+      free(v->name);
     free(v);
     return luaL_error(L, "out of memory adding a vertex");
   }
+  v->backend_ref = LUA_NOREF;
   v->L = L;
   v->binding = eddy_lua_binding(L);
   v->keyed = keyed;
   v->open_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops open */
   j->vertices[j->nvertices++] = v;
+  if (lua_getfield(L, 2, "state_backend") == LUA_TTABLE)
+    v->backend_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
 
   eddy_vertex_config cfg;
   lua_getfield(L, 2, "uid");

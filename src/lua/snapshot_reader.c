@@ -263,9 +263,11 @@ static int restore_file(eddy_chk *c, eddy_keyed *k, const char *name, eddy_err *
   return rc;
 }
 
-/* file:keyed(max_parallelism, {names}) -> an eddy.Keyed over every key
- * group holding the keyed state and timers of those files (one operator's
- * subtasks); nil, message when one is not a keyed snapshot. */
+/* file:keyed(max_parallelism, {names} [, state_backend]) -> an eddy.Keyed
+ * over every key group holding the keyed state and timers of those files
+ * (one operator's subtasks), on the heap backend or the one state_backend
+ * names (as core.keyed_new takes it); nil, message when one is not a keyed
+ * snapshot or the backend cannot be made. */
 static int l_snapshot_keyed(lua_State *L)
 {
   eddy_chk *c = check_snapshot(L, 1)->c;
@@ -274,11 +276,16 @@ static int l_snapshot_keyed(lua_State *L)
   luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, 2,
                 "max parallelism must be between 1 and 32768");
   eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
+  lua_settop(L, 4); /* the backend's place, even when not given */
   eddy_keyed **slot = eddy_lua_push_keyed(L); /* owns what goes into *slot */
   eddy_err err;
   eddy_backend *b;
-  if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK ||
-      eddy_keyed_new(b, slot, &err) != EDDY_OK)
+  if (eddy_lua_backend_new(L, 4, &cfg, NULL, &b, &err) != EDDY_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  } /* owns what goes into *slot */
+  if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
     return eddy_lua_raise(L, &err);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
   for (lua_Integer i = 1; i <= n; i++) {
@@ -384,9 +391,10 @@ static int next_bytes(void *ud, const void **p, size_t *n)
   return 0;
 }
 
-/* core.keyed_from_snapshot(max_parallelism, {strings}) -> an eddy.Keyed
- * over every key group holding what those snapshots (from
- * core.keyed_snapshot) hold; nil, message when one is not one. */
+/* core.keyed_from_snapshot(max_parallelism, {strings} [, state_backend])
+ * -> an eddy.Keyed over every key group holding what those snapshots (from
+ * core.keyed_snapshot) hold; nil, message when one is not one or the
+ * backend cannot be made. */
 static int l_keyed_from_snapshot(lua_State *L)
 {
   lua_Integer maxp = luaL_checkinteger(L, 1);
@@ -394,10 +402,16 @@ static int l_keyed_from_snapshot(lua_State *L)
   luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, 1,
                 "max parallelism must be between 1 and 32768");
   eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
-  eddy_keyed **slot = eddy_lua_push_keyed(L);
+  lua_settop(L, 3); /* the backend's place, even when not given */
+  eddy_keyed **slot = eddy_lua_push_keyed(L); /* owns what goes into *slot */
   eddy_err err;
   eddy_backend *b;
-  if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK || eddy_keyed_new(b, slot, &err) != EDDY_OK)
+  if (eddy_lua_backend_new(L, 3, &cfg, NULL, &b, &err) != EDDY_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
     return eddy_lua_raise(L, &err);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {

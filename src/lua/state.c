@@ -599,7 +599,81 @@ eddy_keyed *eddy_lua_check_keyed(lua_State *L, int idx)
   return check_keyed(L, idx)->k;
 }
 
-/* core.keyed_new{max_parallelism =, first =, last =} -> Keyed (heap) */
+/* The integer option field name of the table at -1, or def when absent. */
+static lua_Integer opt_option(lua_State *L, const char *name, lua_Integer def)
+{
+  lua_getfield(L, -1, name);
+  lua_Integer v = luaL_opt(L, luaL_checkinteger, -1, def);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Reads a state_backend table (at the top) into rc. Its strings stay in
+ * the table, which the caller keeps on the stack. */
+static void read_rocksdb_config(lua_State *L, eddy_rocksdb_config *rc)
+{
+  static const char *const profiles[] = {"default", "spinning_disk_optimized",
+                                         "spinning_disk_optimized_high_mem",
+                                         "flash_ssd_optimized", NULL};
+  static const char *const compressions[] = {"zstd", "lz4", "snappy", "none", NULL};
+  lua_getfield(L, -1, "dir");
+  rc->dir = luaL_optstring(L, -1, NULL);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "predefined");
+  rc->predefined = (eddy_rocksdb_profile)luaL_checkoption(L, -1, "default", profiles);
+  lua_pop(L, 1);
+  if (lua_getfield(L, -1, "options") == LUA_TTABLE) {
+    rc->write_buffer_size = (uint64_t)opt_option(L, "write_buffer_size", 0);
+    rc->max_write_buffer_number = (int)opt_option(L, "max_write_buffer_number", 0);
+    rc->target_file_size_base = (uint64_t)opt_option(L, "target_file_size_base", 0);
+    rc->block_size = (uint64_t)opt_option(L, "block_size", 0);
+    rc->block_cache_size = (int64_t)opt_option(L, "block_cache_size", -1);
+    rc->max_background_jobs = (int)opt_option(L, "max_background_jobs", 0);
+    lua_getfield(L, -1, "bloom_filter_bits");
+    rc->bloom_filter_bits = luaL_optnumber(L, -1, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "compression");
+    if (!lua_isnil(L, -1))
+      rc->compression = (eddy_rocksdb_compression)luaL_checkoption(L, -1, NULL, compressions);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1); /* options */
+}
+
+int eddy_lua_backend_new(lua_State *L, int idx, const eddy_backend_config *cfg,
+                         const char *name, eddy_backend **out, eddy_err *err)
+{
+  idx = lua_absindex(L, idx);
+  const char *type = "heap";
+  int top = lua_gettop(L);
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "type");
+    type = luaL_optstring(L, -1, "heap");
+  } else if (!lua_isnoneornil(L, idx)) {
+    type = luaL_checkstring(L, idx);
+  }
+  int rc;
+  if (strcmp(type, "heap") == 0) {
+    rc = eddy_heap_backend_new(cfg, out, err);
+  } else if (strcmp(type, "rocksdb") == 0) {
+    eddy_rocksdb_config rcfg;
+    eddy_rocksdb_config_init(&rcfg);
+    rcfg.name = name;
+    if (lua_istable(L, idx)) {
+      lua_pushvalue(L, idx);
+      read_rocksdb_config(L, &rcfg);
+    }
+    rc = eddy_rocksdb_backend_new(cfg, &rcfg, out, err);
+  } else {
+    return luaL_error(L, "unknown state backend '%s' (expected \"heap\" or \"rocksdb\")", type);
+  }
+  lua_settop(L, top);
+  return rc;
+}
+
+/* core.keyed_new{max_parallelism =, first =, last =, backend = "heap" |
+ * "rocksdb" | state_backend table} -> Keyed, or nil and a message when a
+ * RocksDB working folder cannot be had */
 static int l_keyed_new(lua_State *L)
 {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -610,18 +684,24 @@ static int l_keyed_new(lua_State *L)
   cfg.first_key_group = (int)luaL_optinteger(L, -1, 0);
   lua_getfield(L, 1, "last");
   cfg.last_key_group = (int)luaL_optinteger(L, -1, cfg.max_parallelism - 1);
-  lua_getfield(L, 1, "backend");
-  const char *kind = luaL_optstring(L, -1, "heap");
-  lua_pop(L, 4);
-  if (strcmp(kind, "heap") != 0)
-    return luaL_error(L, "state backend '%s' is not available", kind);
+  lua_pop(L, 3);
+  if (lua_getfield(L, 1, "backend") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "state_backend");
+  }
   /* the userdata exists before the engine object, so a raise cannot leak it */
   lkeyed *lk = lua_newuserdatauv(L, sizeof *lk, 0);
   lk->k = NULL;
   luaL_setmetatable(L, KEYED_MT);
   eddy_err err;
   eddy_backend *b;
-  if (eddy_heap_backend_new(&cfg, &b, &err) != EDDY_OK)
+  int rc = eddy_lua_backend_new(L, -2, &cfg, NULL, &b, &err);
+  if (rc == EDDY_EIO || rc == EDDY_EAGAIN) {
+    luaL_pushfail(L);
+    lua_pushstring(L, err.msg);
+    return 2;
+  }
+  if (rc != EDDY_OK)
     return eddy_lua_raise(L, &err);
   if (eddy_keyed_new(b, &lk->k, &err) != EDDY_OK)
     return eddy_lua_raise(L, &err);

@@ -66,6 +66,68 @@ typedef struct eddy_backend_config {
 int eddy_heap_backend_new(const eddy_backend_config *cfg, eddy_backend **out,
                           eddy_err *err);
 
+/* Flink's PredefinedOptions: the profiles a RocksDB backend starts from. */
+typedef enum eddy_rocksdb_profile {
+  EDDY_ROCKSDB_DEFAULT,
+  EDDY_ROCKSDB_SPINNING_DISK_OPTIMIZED,
+  EDDY_ROCKSDB_SPINNING_DISK_OPTIMIZED_HIGH_MEM,
+  EDDY_ROCKSDB_FLASH_SSD_OPTIMIZED
+} eddy_rocksdb_profile;
+
+typedef enum eddy_rocksdb_compression {
+  EDDY_ROCKSDB_COMPRESSION_UNSET = -1, /* eddy's default: zstd */
+  EDDY_ROCKSDB_ZSTD,
+  EDDY_ROCKSDB_LZ4,
+  EDDY_ROCKSDB_SNAPPY,
+  EDDY_ROCKSDB_NO_COMPRESSION
+} eddy_rocksdb_compression;
+
+/*
+ * What a RocksDB backend is made of, beyond its key groups. An option left
+ * unset (0, or -1 where 0 means something) keeps the value of the
+ * predefined profile, and where the profile says nothing, RocksDB's own
+ * default (Flink's rule), except compression: zstd. Start from
+ * eddy_rocksdb_config_init.
+ */
+typedef struct eddy_rocksdb_config {
+  /* The folder the backend's working folder goes in, created if missing;
+   * NULL: $TMPDIR/eddy-rocksdb (or /tmp/eddy-rocksdb). */
+  const char *dir;
+  /* The working folder's name in dir; NULL: a new, unique one. A named
+   * folder is locked while the backend lives, so two processes (a job
+   * resumed twice) cannot share it; what a crashed run left in it is
+   * removed. Either way the folder is removed when the backend is
+   * destroyed. */
+  const char *name;
+  eddy_rocksdb_profile predefined;
+  uint64_t write_buffer_size;     /* bytes */
+  int max_write_buffer_number;
+  uint64_t target_file_size_base; /* bytes */
+  uint64_t block_size;            /* bytes */
+  int64_t block_cache_size;       /* bytes; -1 unset, 0 no block cache */
+  double bloom_filter_bits;       /* bits per key; < 0 unset, 0 no filter */
+  int max_background_jobs;
+  eddy_rocksdb_compression compression;
+} eddy_rocksdb_config;
+
+/* Every option unset, the default profile, a unique folder in the default
+ * place. */
+void eddy_rocksdb_config_init(eddy_rocksdb_config *rcfg);
+
+/*
+ * A RocksDB backend with its working folder (see eddy_rocksdb_config).
+ * Returns EDDY_OK and *out, or an error in err: EDDY_EIO when the folder
+ * cannot be made or RocksDB cannot open in it, EDDY_EAGAIN when another
+ * process holds the named folder, EDDY_EINVAL for a bad configuration.
+ */
+int eddy_rocksdb_backend_new(const eddy_backend_config *cfg,
+                             const eddy_rocksdb_config *rcfg, eddy_backend **out,
+                             eddy_err *err);
+
+/* The working folder of a RocksDB backend (valid as long as b), NULL for
+ * any other backend. */
+const char *eddy_rocksdb_backend_path(const eddy_backend *b);
+
 /* Destroys b; its cursors and snapshots must have been closed before. */
 void eddy_backend_destroy(eddy_backend *b);
 
