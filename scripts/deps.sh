@@ -8,7 +8,7 @@ packages="gcc make pkg-config
   lua5.4 liblua5.4-dev lua-busted
   libreadline-dev libzstd-dev zstd libxxhash-dev
   libjansson-dev libcsv-dev
-  librocksdb-dev"
+  librocksdb-dev rocksdb-tools"
 
 missing=""
 for p in $packages; do

@@ -2,19 +2,21 @@
 -- 10,000,000 records over 100,000 string keys; per record a keyed process
 -- function reads the key's {count, total}, updates it and writes it back.
 -- Inline executor, parallelism 1, no sink output. Prints records/s.
---   lua5.4 scripts/bench/keyed_count.lua [records] [keys]
+--   lua5.4 scripts/bench/keyed_count.lua [records] [keys] [heap|rocksdb]
 
 local eddy = require "eddy"
 
 local records = tonumber(arg and arg[1]) or 10000000
 local nkeys = tonumber(arg and arg[2]) or 100000
+local backend = arg and arg[3] or "heap"
 
 local keys = {}
 for i = 1, nkeys do
   keys[i] = "key-" .. i
 end
 
-local job = eddy.job { name = "keyed-count", executor = "inline", parallelism = 1 }
+local job = eddy.job { name = "keyed-count", executor = "inline", parallelism = 1,
+                       state_backend = { type = backend } }
 local state
 job:from_generator {
   count = records,
@@ -36,5 +38,5 @@ local started = os.clock()
 local t0 = require("eddy.core").monotonic_ms()
 job:run()
 local seconds = (require("eddy.core").monotonic_ms() - t0) / 1000
-io.write(("keyed_count: %d records, %d keys, %.2f s (cpu %.2f s), records_per_second=%.0f\n")
-  :format(records, nkeys, seconds, os.clock() - started, records / seconds))
+io.write(("keyed_count (%s): %d records, %d keys, %.2f s (cpu %.2f s), records_per_second=%.0f\n")
+  :format(backend, records, nkeys, seconds, os.clock() - started, records / seconds))
