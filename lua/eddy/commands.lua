@@ -508,6 +508,25 @@ function M.info(...)
   if #edges > 0 then
     print("inputs: " .. table.concat(edges, "; "))
   end
+  -- keyed state figures, where the backend keeps them (RocksDB)
+  rows = { { "#", "STATE", "ESTIMATED KEYS", "LIVE SST", "MEMTABLES", "BLOCK CACHE" } }
+  for _, v in ipairs(info.vertices or {}) do
+    local names = {}
+    for name in pairs(v.state or {}) do
+      names[#names + 1] = name
+    end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local s = v.state[name]
+      local function size(n) return n and human_size(n) or "-" end
+      rows[#rows + 1] = { tostring(v.index), name, tostring(s.estimated_keys or "-"),
+        size(s.live_sst_bytes), size(s.memtable_bytes), size(s.block_cache_bytes) }
+    end
+  end
+  if #rows > 1 then
+    print()
+    print(table_text(rows, { true, false, true, true, true, true }))
+  end
   print()
   local ck = info.checkpoints or {}
   local interval = info.checkpoint_interval or 0

@@ -88,17 +88,29 @@ function Job:_end_checkpoints(outcome)
   end
 end
 
+-- Per vertex: records in and out, and the keyed state's figures where the
+-- backend has them (RocksDB: state = { [name] = {estimated_keys =,
+-- live_sst_bytes =, memtable_bytes =, block_cache_bytes =} }, summed over
+-- the subtasks; each subtask's own under subtasks[i].state).
 local function metrics_of(vertices, stats, started)
   local metrics = { duration_ms = core.monotonic_ms() - started, vertices = {}, skipped = {} }
   for i, v in ipairs(vertices) do
-    local in_total, out_total = 0, 0
+    local in_total, out_total, state = 0, 0, nil
     for _, st in ipairs(stats[i].subtasks) do
       in_total = in_total + st.records_in
       out_total = out_total + st.records_out
+      for name, figures in pairs(st.state or {}) do
+        state = state or {}
+        local sum = state[name] or {}
+        for k, n in pairs(figures) do
+          sum[k] = (sum[k] or 0) + n
+        end
+        state[name] = sum
+      end
     end
     metrics.vertices[i] = {
       name = v.name, parallelism = v.parallelism, records_in = in_total,
-      records_out = out_total, subtasks = stats[i].subtasks,
+      records_out = out_total, subtasks = stats[i].subtasks, state = state,
     }
   end
   return metrics

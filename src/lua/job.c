@@ -561,6 +561,26 @@ static int op_notify(void *task_ud, eddy_task *t, int64_t id, int completed)
   return pcall_task(lt, 2, 0);
 }
 
+/* The backend's figures for every state of the subtask's keyed state
+ * (none on the heap backend, which keeps no estimates). */
+static int op_state_metrics(void *task_ud, eddy_task *t, eddy_task_state_metrics *out, int cap)
+{
+  (void)t;
+  ltask *lt = task_ud;
+  if (lt->keyed == NULL)
+    return 0;
+  eddy_backend *b = eddy_keyed_backend(lt->keyed);
+  uint32_t n = eddy_backend_state_count(b);
+  int got = 0;
+  for (uint32_t s = 0; s < n && got < cap; s++) {
+    if (eddy_backend_state_metrics(b, s, &out[got].m) != EDDY_OK)
+      continue;
+    snprintf(out[got].name, sizeof out[got].name, "%s", eddy_backend_state_name(b, s));
+    got++;
+  }
+  return got;
+}
+
 static const eddy_vertex_ops lua_vertex_ops = {
     .open = op_open,
     .poll = op_poll,
@@ -572,6 +592,7 @@ static const eddy_vertex_ops lua_vertex_ops = {
     .notify = op_notify,
     .finish = op_finish,
     .close = op_close,
+    .state_metrics = op_state_metrics,
 };
 
 /* ---- eddy.Task: what a chain sees of its subtask ---- */
@@ -1082,6 +1103,35 @@ static int l_job_run(lua_State *L)
 }
 
 /* job:stats() -> { {name =, subtasks = { {records_in =, records_out =} } } } */
+/* Sets field state = { [name] = {estimated_keys =, live_sst_bytes =,
+ * memtable_bytes =, block_cache_bytes =} } of the table on top, when the
+ * subtask's backend has figures (figures it lacks are left out). */
+static void push_state_metrics(lua_State *L, eddy_job *job, int vi, int i)
+{
+  const eddy_task_state_metrics *sm;
+  int n = eddy_job_task_state_metrics(job, vi, i, &sm);
+  if (n == 0)
+    return;
+  lua_createtable(L, 0, n);
+  for (int k = 0; k < n; k++) {
+    const eddy_state_metrics *m = &sm[k].m;
+    const struct {
+      const char *name;
+      int64_t v;
+    } fields[] = {{"estimated_keys", m->estimated_keys}, {"live_sst_bytes", m->live_sst_bytes},
+                  {"memtable_bytes", m->memtable_bytes}, {"block_cache_bytes", m->block_cache_bytes}};
+    lua_createtable(L, 0, 4);
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+      if (fields[f].v >= 0) {
+        lua_pushinteger(L, (lua_Integer)fields[f].v);
+        lua_setfield(L, -2, fields[f].name);
+      }
+    }
+    lua_setfield(L, -2, sm[k].name);
+  }
+  lua_setfield(L, -2, "state");
+}
+
 static int l_job_stats(lua_State *L)
 {
   ljob *j = check_job(L, 1);
@@ -1099,6 +1149,7 @@ static int l_job_stats(lua_State *L)
       lua_setfield(L, -2, "records_in");
       lua_pushinteger(L, (lua_Integer)st.records_out);
       lua_setfield(L, -2, "records_out");
+      push_state_metrics(L, j->job, vi, i);
       lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "subtasks");

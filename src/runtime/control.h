@@ -149,7 +149,7 @@ void eddy_control_close(eddy_control *c);
 int eddy_job_set_control(eddy_job *job, eddy_control *c);
 /* What `eddy info` shows of a job: its vertices with parallelism and
  * records, its edges and its checkpoint history. A new reference. */
-json_t *eddy_job_info(const eddy_job *job, const eddy_control *c);
+json_t *eddy_job_info(eddy_job *job, const eddy_control *c);
 
 /* A JSON string of s (NULL: null); bytes that are not UTF-8 (a file
  * name, a message quoting binary data) become '?', where json_string

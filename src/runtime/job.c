@@ -38,6 +38,35 @@ int eddy_job_new(eddy_job **out, eddy_err *err)
   return EDDY_OK;
 }
 
+/* Asks an open subtask for its keyed state metrics; they stay as they
+ * are when it cannot answer (no memory). */
+static void refresh_state_metrics(vertex *v, eddy_task *t)
+{
+  if (v->ops->state_metrics == NULL)
+    return;
+  if (t->state_metrics == NULL &&
+      (t->state_metrics = calloc(EDDY_TASK_STATE_METRICS_MAX, sizeof *t->state_metrics)) == NULL)
+    return;
+  int n = v->ops->state_metrics(t->ud, t, t->state_metrics, EDDY_TASK_STATE_METRICS_MAX);
+  t->nstate_metrics = n < 0 ? 0 : n > EDDY_TASK_STATE_METRICS_MAX ? EDDY_TASK_STATE_METRICS_MAX : n;
+}
+
+int eddy_job_task_state_metrics(eddy_job *job, int vi, int index,
+                                const eddy_task_state_metrics **out)
+{
+  *out = NULL;
+  if (vi < 0 || vi >= job->nvertices)
+    return 0;
+  vertex *v = &job->vertices[vi];
+  if (v->tasks == NULL || index < 0 || index >= v->parallelism)
+    return 0;
+  eddy_task *t = &v->tasks[index];
+  if (t->opened)
+    refresh_state_metrics(v, t);
+  *out = t->state_metrics;
+  return t->nstate_metrics;
+}
+
 static void free_tasks(vertex *v)
 {
   if (v->tasks == NULL)
@@ -48,6 +77,7 @@ static void free_tasks(vertex *v)
     free(t->batch);
     eddy_buf_free(&t->channel_state);
     ckpt_task_free(t);
+    free(t->state_metrics);
     for (int o = 0; o < t->noutputs; o++)
       free(t->outputs[o].channels);
     free(t->outputs);
@@ -956,6 +986,8 @@ int eddy_job_run(eddy_job *job)
       continue;
     for (int i = v->parallelism - 1; i >= 0; i--) {
       eddy_task *t = &v->tasks[i];
+      if (t->opened)
+        refresh_state_metrics(v, t); /* what the job shows once it ended */
       if (t->opened && v->ops->close) {
         int crc = CALL(job, t, v->ops->close(t->ud, t));
         if (rc == EDDY_OK && crc != EDDY_OK)

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "state/backend.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -81,6 +82,14 @@ typedef struct eddy_frame {
  */
 #define EDDY_JOB_FINISHED INT64_MAX
 
+/* One state's footprint in a subtask's backend (eddy_backend_state_metrics). */
+typedef struct eddy_task_state_metrics {
+  char name[128]; /* the state's name, cut to fit */
+  eddy_state_metrics m;
+} eddy_task_state_metrics;
+
+#define EDDY_TASK_STATE_METRICS_MAX 64
+
 typedef struct eddy_vertex_ops {
   int (*open)(void *vertex_ud, eddy_task *task, void **task_ud);
   /* Sources: emit up to budget records; set *finished at the end of input.
@@ -114,6 +123,10 @@ typedef struct eddy_vertex_ops {
   /* Called once for every opened subtask, after success or failure; an
    * error here fails a job that had succeeded so far. */
   int (*close)(void *task_ud, eddy_task *task);
+  /* Optional, for metrics: the footprint of the subtask's keyed state,
+   * per state, into at most cap entries; returns how many. Called between
+   * callbacks, and once more just before close (what the job then shows). */
+  int (*state_metrics)(void *task_ud, eddy_task *task, eddy_task_state_metrics *out, int cap);
 } eddy_vertex_ops;
 
 typedef struct eddy_vertex_config {
@@ -158,6 +171,11 @@ typedef struct eddy_task_stats {
 int eddy_job_vertex_count(const eddy_job *job);
 int eddy_job_task_stats(const eddy_job *job, int vertex, int index,
                         eddy_task_stats *stats);
+/* The subtask's keyed state metrics: fresh while it runs, as they were at
+ * its close after. *out is valid until the next call for that subtask;
+ * returns how many states (0: none, or no such subtask). */
+int eddy_job_task_state_metrics(eddy_job *job, int vertex, int index,
+                                const eddy_task_state_metrics **out);
 
 /* ---- for callbacks ---- */
 

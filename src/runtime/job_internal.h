@@ -62,6 +62,9 @@ struct eddy_task {
   int index;
   void *ud;
   int opened;
+  /* keyed state metrics (eddy_job_task_state_metrics), kept after close */
+  eddy_task_state_metrics *state_metrics;
+  int nstate_metrics;
   int finished;
   channel **inputs;
   int ninputs;

@@ -61,6 +61,39 @@ static const char *partitioning_name(eddy_partitioning p)
   return "?";
 }
 
+
+/* A vertex's keyed state figures, summed over its subtasks: { name:
+ * {estimated_keys, live_sst_bytes, memtable_bytes, block_cache_bytes} }
+ * (figures a backend lacks left out), or NULL when it has none. */
+static json_t *state_metrics_of(eddy_job *job, int vi)
+{
+  json_t *out = NULL;
+  for (int i = 0; i < job->vertices[vi].parallelism; i++) {
+    const eddy_task_state_metrics *sm;
+    int n = eddy_job_task_state_metrics(job, vi, i, &sm);
+    for (int k = 0; k < n; k++) {
+      const char *names[] = {"estimated_keys", "live_sst_bytes", "memtable_bytes",
+                             "block_cache_bytes"};
+      int64_t values[] = {sm[k].m.estimated_keys, sm[k].m.live_sst_bytes, sm[k].m.memtable_bytes,
+                          sm[k].m.block_cache_bytes};
+      if (out == NULL)
+        out = json_object();
+      json_t *st = json_object_get(out, sm[k].name);
+      if (st == NULL) {
+        st = json_object();
+        json_object_set_new(out, sm[k].name, st);
+      }
+      for (int f = 0; f < 4; f++) {
+        if (values[f] < 0)
+          continue;
+        json_int_t sum = json_integer_value(json_object_get(st, names[f]));
+        json_object_set_new(st, names[f], json_integer(sum + (json_int_t)values[f]));
+      }
+    }
+  }
+  return out;
+}
+
 static json_t *checkpoint_json(const eddy_ckpt_info *ci)
 {
   static const char *const status[] = {"in progress", "completed", "failed"};
@@ -80,7 +113,7 @@ static json_t *checkpoint_json(const eddy_ckpt_info *ci)
   return o;
 }
 
-json_t *eddy_job_info(const eddy_job *job, const eddy_control *c)
+json_t *eddy_job_info(eddy_job *job, const eddy_control *c)
 {
   json_t *o = json_object();
   if (c != NULL) {
@@ -132,6 +165,9 @@ json_t *eddy_job_info(const eddy_job *job, const eddy_control *c)
     if (v->tasks != NULL && with_wm == v->parallelism)
       json_object_set_new(jv, "watermark", json_integer(wm));
     json_object_set_new(jv, "subtasks", subtasks);
+    json_t *state = state_metrics_of(job, vi);
+    if (state != NULL)
+      json_object_set_new(jv, "state", state);
     json_array_append_new(vs, jv);
   }
   json_object_set_new(o, "vertices", vs);

@@ -301,3 +301,13 @@ int eddy_backend_restore_done(eddy_backend *b)
 {
   return b->ops->restore_done(b);
 }
+
+int eddy_backend_state_metrics(eddy_backend *b, uint32_t state, eddy_state_metrics *m)
+{
+  m->estimated_keys = m->live_sst_bytes = m->memtable_bytes = m->block_cache_bytes = -1;
+  if (state >= b->nstates)
+    return eddy_seterr(&b->err, EDDY_EINVAL, "no state %u", (unsigned)state);
+  if (b->ops->state_metrics == NULL)
+    return EDDY_EUNSUPPORTED;
+  return b->ops->state_metrics(b, state, m);
+}

@@ -263,6 +263,22 @@ void eddy_backend_snapshot_close(eddy_backend_snapshot *s);
 int eddy_backend_restore_row(eddy_backend *b, const eddy_row *row,
                              const void *payload, size_t len);
 
+/* A state's footprint in a backend, for metrics; -1 where not known. The
+ * figures are RocksDB's estimates (rocksdb.estimate-num-keys,
+ * live-sst-files-size, cur-size-all-mem-tables of the state's column
+ * family); the block cache is shared by a backend's states, so its usage
+ * is the backend's. */
+typedef struct eddy_state_metrics {
+  int64_t estimated_keys;
+  int64_t live_sst_bytes;
+  int64_t memtable_bytes;
+  int64_t block_cache_bytes;
+} eddy_state_metrics;
+
+/* Fills m for registered state `state`; EDDY_EUNSUPPORTED when the backend
+ * keeps no such figures (the heap backend), m then all -1. */
+int eddy_backend_state_metrics(eddy_backend *b, uint32_t state, eddy_state_metrics *m);
+
 /* Ends a restore: every row handed over is in b. Call it after any
  * restore_row, failed ones included. On EDDY_ENOMEM (message in
  * eddy_backend_errmsg) some rows are lost, and nothing is left over. */

@@ -52,6 +52,9 @@ typedef struct eddy_backend_ops {
   int (*restore_row)(eddy_backend *b, const eddy_row *row, const void *v,
                      size_t n);
   int (*restore_done)(eddy_backend *b);
+  /* Optional: what the backend can tell of a state's footprint (fields it
+   * cannot tell stay -1). */
+  int (*state_metrics)(eddy_backend *b, uint32_t state, eddy_state_metrics *m);
   void (*destroy)(eddy_backend *b); /* frees the whole object */
 } eddy_backend_ops;
 

@@ -1110,6 +1110,24 @@ static int rdb_restore_done(eddy_backend *b)
   return rc;
 }
 
+/* A RocksDB integer property of a column family, or -1. */
+static int64_t int_property(rdb_backend *h, rocksdb_column_family_handle_t *cf, const char *name)
+{
+  uint64_t v;
+  return rocksdb_property_int_cf(h->db, cf, name, &v) == 0 ? (int64_t)v : -1;
+}
+
+static int rdb_state_metrics(eddy_backend *b, uint32_t state, eddy_state_metrics *m)
+{
+  rdb_backend *h = (rdb_backend *)b;
+  rocksdb_column_family_handle_t *cf = h->states[state].cf;
+  m->estimated_keys = int_property(h, cf, "rocksdb.estimate-num-keys");
+  m->live_sst_bytes = int_property(h, cf, "rocksdb.live-sst-files-size");
+  m->memtable_bytes = int_property(h, cf, "rocksdb.cur-size-all-mem-tables");
+  m->block_cache_bytes = h->cache != NULL ? (int64_t)rocksdb_cache_get_usage(h->cache) : 0;
+  return EDDY_OK;
+}
+
 static const eddy_backend_ops rdb_ops = {
   .version = EDDY_BACKEND_OPS_VERSION,
   .name = "rocksdb",
@@ -1132,6 +1150,7 @@ static const eddy_backend_ops rdb_ops = {
   .snapshot_close = rdb_snapshot_close,
   .restore_row = rdb_restore_row,
   .restore_done = rdb_restore_done,
+  .state_metrics = rdb_state_metrics,
   .destroy = rdb_destroy,
 };
 
