@@ -11,8 +11,8 @@
 #define SUITE_EXTRA_TESTS                                                       \
   , TEST(test_rowkey_layout), TEST(test_rowkey_order), TEST(test_rowkey_parse), \
       TEST(test_folders), TEST(test_named_folder), TEST(test_unwritable),         \
-      TEST(test_options_file), TEST(test_bad_keys), TEST(test_state_named_default), \
-      TEST(test_out_of_space)
+      TEST(test_options_file), TEST(test_bounded_memory), TEST(test_bad_keys),       \
+      TEST(test_state_named_default), TEST(test_out_of_space)
 
 static void test_rowkey_layout(void);
 static void test_rowkey_order(void);
@@ -21,6 +21,7 @@ static void test_folders(void);
 static void test_named_folder(void);
 static void test_unwritable(void);
 static void test_options_file(void);
+static void test_bounded_memory(void);
 static void test_bad_keys(void);
 static void test_state_named_default(void);
 static void test_out_of_space(void);
@@ -496,6 +497,44 @@ static void test_options_file(void)
 /* Keys, namespaces and user keys are read back by splitting the row key
  * at value boundaries, so bytes that are not one MessagePack value are
  * refused on the way in. */
+/* Flink's bounded memory: backends sharing one budget share one block
+ * cache (index and filter blocks in it too) and split the write buffers. */
+static void test_bounded_memory(void)
+{
+  eddy_err err = {0, ""};
+  eddy_rocksdb_memory *m = NULL;
+  CHECK_EQ_INT(eddy_rocksdb_memory_new(0, 0.5, 1, &m, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_rocksdb_memory_new(30 << 20, 1.0, 1, &m, &err), EDDY_EINVAL);
+  CHECK(m == NULL);
+  /* 30 MiB, half for write buffers: 10 MiB of memtables for 2 backends */
+  CHECK_EQ_INT(eddy_rocksdb_memory_new(30 << 20, 0.5, 2, &m, &err), EDDY_OK);
+  if (m == NULL)
+    return;
+  eddy_rocksdb_config rc;
+  eddy_rocksdb_config_init(&rc);
+  rc.dir = scratch();
+  rc.memory = m;
+  rc.block_cache_size = 1 << 20; /* a budget overrides the backend's own */
+  eddy_backend *a = open_with(&rc), *b = open_with(&rc);
+  eddy_rocksdb_memory_release(m); /* the backends hold it now */
+  if (a == NULL || b == NULL)
+    return;
+  CHECK(options_say(a, "db_write_buffer_size=5242880"));
+  CHECK(options_say(a, "write_buffer_size=2621440"));
+  CHECK(options_say(a, "cache_index_and_filter_blocks=true"));
+  CHECK(options_say(a, "cache_index_and_filter_blocks_with_high_priority=true"));
+  CHECK(options_say(a, "pin_l0_filter_and_index_blocks_in_cache=true"));
+  CHECK(options_say(b, "db_write_buffer_size=5242880"));
+  /* one cache: both backends see the same usage */
+  eddy_state_metrics ma, mb;
+  CHECK_EQ_INT(eddy_backend_state_metrics(a, 0, &ma), EDDY_OK);
+  CHECK_EQ_INT(eddy_backend_state_metrics(b, 0, &mb), EDDY_OK);
+  CHECK_EQ_INT(ma.block_cache_bytes, mb.block_cache_bytes);
+  eddy_backend_destroy(a);
+  eddy_backend_destroy(b); /* the last reference frees the cache */
+  rmdir(scratch());
+}
+
 static void test_bad_keys(void)
 {
   eddy_backend *b = new_backend(0, MAXP - 1);

@@ -46,6 +46,26 @@ describe("keyed state metrics", function()
     assert.is_nil(metrics.vertices[1].state)
   end)
 
+  it("show bounded memory at work: a small budget flushes memtables to SST files", function()
+    local function figures(memory)
+      local job = eddy.job { name = "budget", parallelism = 3,
+                             state_backend = { type = "rocksdb", dir = run.tmpdir(), memory = memory } }
+      local pad = ("x"):rep(100)
+      job:from_generator { count = 60000, fn = function(i) return { k = i, pad = pad } end }:uid("rows")
+        :key_by("k")
+        :process("keep", { process = function(ctx, r) ctx:value_state("row"):update(r) end })
+      return job:run().metrics.vertices[2].state.row
+    end
+    -- 7 MB of rows: within RocksDB's own 64 MB write buffers nothing is
+    -- flushed; a 4 MB budget shared by 3 subtasks gives each 1 MB of
+    -- memtables, so rows go on to SST files
+    local unbounded, bounded = figures { managed = false }, figures { fixed_per_slot = "4MB" }
+    assert.equal(0, unbounded.live_sst_bytes)
+    assert.is_true(bounded.live_sst_bytes > 0)
+    assert.is_true(bounded.memtable_bytes < unbounded.memtable_bytes / 4,
+      ("%d vs %d"):format(bounded.memtable_bytes, unbounded.memtable_bytes))
+  end)
+
   it("are absent on the heap backend, which keeps no estimates", function()
     local metrics = run_job("heap")
     assert.is_nil(metrics.vertices[2].state)

@@ -38,7 +38,11 @@
 #define JOB_MT "eddy.Job"
 #define TASK_MT "eddy.Task"
 
+struct ljob;
+
 typedef struct lvertex {
+  struct ljob *job;
+  int parallelism;
   lua_State *L;
   eddy_binding *binding; /* for callbacks that encode */
   int open_ref;  /* the vertex's open function */
@@ -54,6 +58,10 @@ typedef struct ljob {
   lvertex **vertices;
   int nvertices;
   int running;
+  /* RocksDB's bounded memory, shared by the job's keyed subtasks; made
+   * when the first of them opens */
+  eddy_rocksdb_memory *memory;
+  int memory_made;
 } ljob;
 
 typedef struct ltask {
@@ -257,8 +265,20 @@ static int open_protected(lua_State *L)
     if (v->label != NULL)
       snprintf(folder, sizeof folder, "%s_%d", v->label, eddy_task_index(t));
     lua_rawgeti(L, LUA_REGISTRYINDEX, v->backend_ref); /* nil for LUA_NOREF */
+    ljob *j = v->job;
+    if (!j->memory_made) {
+      /* one budget for every keyed subtask of the job (Flink's is per
+       * slot, which holds a subtask of each operator) */
+      int sharers = 0;
+      for (int i = 0; i < j->nvertices; i++)
+        sharers += j->vertices[i]->keyed ? j->vertices[i]->parallelism : 0;
+      if (eddy_lua_rocksdb_memory(L, -1, sharers, &j->memory, &err) != EDDY_OK)
+        return eddy_lua_raise(L, &err);
+      j->memory_made = 1;
+    }
     eddy_keyed **slot = eddy_lua_push_keyed(L);
-    int rc = eddy_lua_backend_new(L, -2, &cfg, v->label != NULL ? folder : NULL, &b, &err);
+    int rc = eddy_lua_backend_new_shared(L, -2, &cfg, v->label != NULL ? folder : NULL, j->memory,
+                                         &b, &err);
     lua_remove(L, -2); /* the state_backend table */
     if (rc != EDDY_OK)
       return eddy_lua_raise(L, &err);
@@ -777,10 +797,12 @@ static int job_gc(lua_State *L)
   ljob *j = luaL_checkudata(L, 1, JOB_MT);
   if (j->running)
     return 0; /* __close during a run that raised: the run cleans up */
-  eddy_job_free(j->job);
+  eddy_job_free(j->job); /* its backends first: they hold the memory too */
   j->job = NULL;
   eddy_chk_close(j->restore);
   j->restore = NULL;
+  eddy_rocksdb_memory_release(j->memory);
+  j->memory = NULL;
   for (int i = 0; i < j->nvertices; i++) {
     luaL_unref(L, LUA_REGISTRYINDEX, j->vertices[i]->open_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, j->vertices[i]->backend_ref);
@@ -850,6 +872,8 @@ static int l_job_add_vertex(lua_State *L)
     return luaL_error(L, "out of memory adding a vertex");
   }
   v->backend_ref = LUA_NOREF;
+  v->job = j;
+  v->parallelism = opt_int_field(L, 2, "parallelism", 1);
   v->L = L;
   v->binding = eddy_lua_binding(L);
   v->keyed = keyed;

@@ -640,8 +640,46 @@ static void read_rocksdb_config(lua_State *L, eddy_rocksdb_config *rc)
   lua_pop(L, 1); /* options */
 }
 
+/* Flink takes the budget from the slot's managed memory; eddy has no task
+ * manager to size, so a job without fixed_per_slot gets this much. */
+#define DEFAULT_ROCKSDB_MEMORY ((uint64_t)256 << 20)
+
+int eddy_lua_rocksdb_memory(lua_State *L, int idx, int sharers, eddy_rocksdb_memory **out,
+                            eddy_err *err)
+{
+  *out = NULL;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx))
+    return EDDY_OK;
+  int top = lua_gettop(L);
+  lua_getfield(L, idx, "type");
+  int rocksdb = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "rocksdb") == 0;
+  int rc = EDDY_OK;
+  if (rocksdb && lua_getfield(L, idx, "memory") == LUA_TTABLE) {
+    lua_getfield(L, -1, "managed");
+    int managed = lua_isnil(L, -1) || lua_toboolean(L, -1); /* Flink's default: on */
+    lua_getfield(L, -2, "fixed_per_slot");
+    lua_Integer fixed = luaL_optinteger(L, -1, 0);
+    lua_getfield(L, -3, "write_buffer_ratio");
+    double ratio = luaL_optnumber(L, -1, 0.5);
+    /* as in Flink, a fixed size bounds the memory even when not managed */
+    if (managed || fixed > 0)
+      rc = eddy_rocksdb_memory_new(fixed > 0 ? (uint64_t)fixed : DEFAULT_ROCKSDB_MEMORY, ratio,
+                                   sharers, out, err);
+  }
+  lua_settop(L, top);
+  return rc;
+}
+
 int eddy_lua_backend_new(lua_State *L, int idx, const eddy_backend_config *cfg,
                          const char *name, eddy_backend **out, eddy_err *err)
+{
+  return eddy_lua_backend_new_shared(L, idx, cfg, name, NULL, out, err);
+}
+
+int eddy_lua_backend_new_shared(lua_State *L, int idx, const eddy_backend_config *cfg,
+                                const char *name, eddy_rocksdb_memory *memory,
+                                eddy_backend **out, eddy_err *err)
 {
   idx = lua_absindex(L, idx);
   const char *type = "heap";
@@ -663,7 +701,13 @@ int eddy_lua_backend_new(lua_State *L, int idx, const eddy_backend_config *cfg,
       lua_pushvalue(L, idx);
       read_rocksdb_config(L, &rcfg);
     }
-    rc = eddy_rocksdb_backend_new(cfg, &rcfg, out, err);
+    /* alone (a harness, a snapshot being read): a budget of its own */
+    eddy_rocksdb_memory *own = NULL;
+    rc = memory == NULL ? eddy_lua_rocksdb_memory(L, idx, 1, &own, err) : EDDY_OK;
+    rcfg.memory = memory != NULL ? memory : own;
+    if (rc == EDDY_OK)
+      rc = eddy_rocksdb_backend_new(cfg, &rcfg, out, err);
+    eddy_rocksdb_memory_release(own); /* the backend holds its own reference */
   } else {
     return luaL_error(L, "unknown state backend '%s' (expected \"heap\" or \"rocksdb\")", type);
   }

@@ -30,4 +30,18 @@ eddy_keyed *eddy_lua_check_keyed(lua_State *L, int idx);
 int eddy_lua_backend_new(lua_State *L, int idx, const eddy_backend_config *cfg,
                          const char *name, eddy_backend **out, eddy_err *err);
 
+/* The same with a memory budget shared with other backends (from
+ * eddy_lua_rocksdb_memory); eddy_lua_backend_new gives a RocksDB backend a
+ * budget of its own when the table bounds memory. */
+int eddy_lua_backend_new_shared(lua_State *L, int idx, const eddy_backend_config *cfg,
+                                const char *name, eddy_rocksdb_memory *memory,
+                                eddy_backend **out, eddy_err *err);
+
+/* The memory budget the state_backend table at idx asks RocksDB backends
+ * to share (memory.managed, the default, or memory.fixed_per_slot), for
+ * `sharers` backends; *out NULL when it asks for none (heap, or memory
+ * not bounded). */
+int eddy_lua_rocksdb_memory(lua_State *L, int idx, int sharers, eddy_rocksdb_memory **out,
+                            eddy_err *err);
+
 #endif

@@ -108,7 +108,25 @@ typedef struct eddy_rocksdb_config {
   double bloom_filter_bits;       /* bits per key; < 0 unset, 0 no filter */
   int max_background_jobs;
   eddy_rocksdb_compression compression;
+  /* A memory budget shared with other backends (the job's), or NULL: the
+   * backend sizes its block cache and write buffers from the options. The
+   * backend holds a reference while it lives. */
+  struct eddy_rocksdb_memory *memory;
 } eddy_rocksdb_config;
+
+/*
+ * Flink's bounded memory for RocksDB (state.backend.rocksdb.memory.*),
+ * shared by every RocksDB backend of a job: one block cache of
+ * (3 - write_buffer_ratio) / 3 of total, which also holds index and filter
+ * blocks, and write buffers (memtables) of 2 * write_buffer_ratio / 3 of
+ * total, divided evenly between `sharers` backends (this RocksDB's C API
+ * has no shared write buffer manager). Refcounted: the creator's reference
+ * ends with eddy_rocksdb_memory_release, each backend holds its own.
+ */
+typedef struct eddy_rocksdb_memory eddy_rocksdb_memory;
+int eddy_rocksdb_memory_new(uint64_t total, double write_buffer_ratio, int sharers,
+                            eddy_rocksdb_memory **out, eddy_err *err);
+void eddy_rocksdb_memory_release(eddy_rocksdb_memory *m); /* NULL is fine */
 
 /* Every option unset, the default profile, a unique folder in the default
  * place. */

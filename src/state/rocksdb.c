@@ -85,12 +85,50 @@ typedef struct rdb_state {
   unsigned char *restoring;
 } rdb_state;
 
+struct eddy_rocksdb_memory {
+  int refs;
+  rocksdb_cache_t *cache;
+  uint64_t write_buffer_bytes; /* per backend */
+};
+
+int eddy_rocksdb_memory_new(uint64_t total, double write_buffer_ratio, int sharers,
+                            eddy_rocksdb_memory **out, eddy_err *err)
+{
+  *out = NULL;
+  if (total == 0 || !(write_buffer_ratio > 0 && write_buffer_ratio < 1) || sharers < 1)
+    return eddy_seterr(err, EDDY_EINVAL,
+                       "rocksdb memory: needs a budget above 0, a write buffer ratio between "
+                       "0 and 1 and at least one backend");
+  eddy_rocksdb_memory *m = calloc(1, sizeof *m);
+  if (m == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "rocksdb memory: out of memory");
+  /* Flink's RocksDBMemoryControllerUtils: the cache gets (3 - r) / 3 of
+   * the budget, the write buffer manager 2r / 3 (charged to the cache) */
+  m->cache = rocksdb_cache_create_lru((size_t)((3 - write_buffer_ratio) * (double)total / 3));
+  uint64_t write_total = (uint64_t)(2 * (double)total * write_buffer_ratio / 3);
+  m->write_buffer_bytes = write_total / (uint64_t)sharers;
+  if (m->write_buffer_bytes < (1u << 20))
+    m->write_buffer_bytes = 1u << 20; /* RocksDB needs room for a memtable */
+  m->refs = 1;
+  *out = m;
+  return EDDY_OK;
+}
+
+void eddy_rocksdb_memory_release(eddy_rocksdb_memory *m)
+{
+  if (m == NULL || --m->refs > 0)
+    return;
+  rocksdb_cache_destroy(m->cache);
+  free(m);
+}
+
 typedef struct rdb_backend {
   eddy_backend base;
   rocksdb_t *db;
   rocksdb_options_t *opts; /* db and column-family options */
   rocksdb_block_based_table_options_t *table;
-  rocksdb_cache_t *cache;
+  rocksdb_cache_t *cache;         /* the backend's own block cache */
+  eddy_rocksdb_memory *memory;    /* or the job's shared budget */
   rocksdb_column_family_handle_t *default_cf;
   rocksdb_readoptions_t *ro;      /* point reads */
   rocksdb_readoptions_t *ro_scan; /* prefix seeks: bounds set per call */
@@ -490,7 +528,19 @@ static int build_options(rdb_backend *h, const eddy_rocksdb_config *rc, eddy_err
                                       list_merge_free, list_merge_name));
   h->table = rocksdb_block_based_options_create();
   rocksdb_block_based_options_set_block_size(h->table, (size_t)block_size);
-  if (cache_size > 0) {
+  if (rc->memory != NULL) {
+    /* bounded memory, as Flink sets it up: the shared cache holds index
+     * and filter blocks too, and the memtables stay within their share */
+    h->memory = rc->memory;
+    h->memory->refs++;
+    rocksdb_block_based_options_set_block_cache(h->table, h->memory->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(h->table, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(h->table, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(h->table, 1);
+    rocksdb_options_set_db_write_buffer_size(o, (size_t)h->memory->write_buffer_bytes);
+    if (write_buffer > h->memory->write_buffer_bytes / 2)
+      rocksdb_options_set_write_buffer_size(o, (size_t)(h->memory->write_buffer_bytes / 2));
+  } else if (cache_size > 0) {
     h->cache = rocksdb_cache_create_lru((size_t)cache_size);
     rocksdb_block_based_options_set_block_cache(h->table, h->cache);
   } else {
@@ -533,6 +583,7 @@ static void rdb_destroy(eddy_backend *b)
     rocksdb_block_based_options_destroy(h->table);
   if (h->cache != NULL)
     rocksdb_cache_destroy(h->cache);
+  eddy_rocksdb_memory_release(h->memory);
   if (h->own_folder)
     remove_tree(h->path);
   if (h->lock_fd >= 0)
@@ -1124,7 +1175,8 @@ static int rdb_state_metrics(eddy_backend *b, uint32_t state, eddy_state_metrics
   m->estimated_keys = int_property(h, cf, "rocksdb.estimate-num-keys");
   m->live_sst_bytes = int_property(h, cf, "rocksdb.live-sst-files-size");
   m->memtable_bytes = int_property(h, cf, "rocksdb.cur-size-all-mem-tables");
-  m->block_cache_bytes = h->cache != NULL ? (int64_t)rocksdb_cache_get_usage(h->cache) : 0;
+  rocksdb_cache_t *cache = h->memory != NULL ? h->memory->cache : h->cache;
+  m->block_cache_bytes = cache != NULL ? (int64_t)rocksdb_cache_get_usage(cache) : 0;
   return EDDY_OK;
 }
 
