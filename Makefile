@@ -126,9 +126,11 @@ PRIVATE_RUNTIME = d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && XDG_RUNTIME_DIR
 spec: $(MODULE) $(EXE)
 	$(Q)$(PRIVATE_RUNTIME) $(RUN_ENV) $(SPEC_RUNNER) $(BUSTED) $(BUSTED_ARGS)
 
-# kill -9 at random moments, resume, and compare with a clean run
+# kill -9 at random moments, resume, and compare with a clean run; then
+# fewer kills on RocksDB with incremental checkpoints
 crash: $(EXE)
 	$(Q)$(PRIVATE_RUNTIME) $(RUN_ENV) $(LUA) spec/crash.lua
+	$(Q)$(PRIVATE_RUNTIME) $(RUN_ENV) $(LUA) spec/crash.lua 6 - rocksdb
 
 check: ctest spec crash
 

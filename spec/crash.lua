@@ -3,13 +3,20 @@
 -- `eddy run --resume`. Its committed output must be the output of a run
 -- that never crashed: nothing lost, nothing twice.
 --
---   lua5.4 spec/crash.lua [kills [seed]]     (make check runs it)
+--   lua5.4 spec/crash.lua [kills [seed [backend]]]     (make check runs it)
+--
+-- backend "rocksdb" keeps the state in RocksDB with incremental
+-- checkpoints (a seed of "-" picks one). A kill may then land while SST
+-- files are being uploaded to shared/: what it leaves there is removed at
+-- the resume, and the resumed job's checkpoints build on the files of the
+-- one it resumed from.
 --
 -- EDDY_EXE names the eddy to test (default bin/eddy).
 
 local exe = os.getenv("EDDY_EXE") or "bin/eddy"
 local kills = tonumber(arg[1]) or 10
 local seed = tonumber(arg[2]) or os.time()
+local backend = arg[3] or "heap"
 math.randomseed(seed)
 
 local function quote(s)
@@ -38,10 +45,12 @@ do
   -- keyed running counts: order-independent per key, so the set of lines
   -- is the same however the crashes cut the run
   f:write([[
-local out_dir, chk_dir, checkpointing = ...
+local out_dir, chk_dir, checkpointing, backend, rocksdb_dir = ...
 local job = eddy.job {
   name = "crash-test", parallelism = 2,
   checkpoint = checkpointing == "yes" and { interval = "100ms", dir = chk_dir, retained = 2 } or nil,
+  state_backend = backend == "rocksdb"
+    and { type = "rocksdb", incremental = true, dir = rocksdb_dir } or nil,
 }
 job:from_generator {
   count = 30000, rate = checkpointing == "yes" and 5000 or nil,
@@ -76,8 +85,9 @@ local function fail(msg)
 end
 
 -- the clean run
-if not sh(("%s run %s %s %s no > %s/clean.log 2>&1"):format(quote(exe), quote(job),
-    quote(dir .. "/clean"), quote(dir .. "/chk-clean"), dir)) then
+local tail = (" %s %s"):format(quote(backend), quote(dir .. "/rocksdb"))
+if not sh(("%s run %s %s %s no%s > %s/clean.log 2>&1"):format(quote(exe), quote(job),
+    quote(dir .. "/clean"), quote(dir .. "/chk-clean"), tail, dir)) then
   fail("the clean run failed: " .. read(dir .. "/clean.log"))
 end
 local want = lines_of(dir .. "/clean")
@@ -87,8 +97,8 @@ local killed = 0
 for round = 1, kills do
   local resume = round == 1 and "" or "--resume"
   -- started in the background; its pid kept to kill it
-  sh(("%s run %s %s %s %s yes > %s/run-%d.log 2>&1 & echo $! > %s/pid"):format(quote(exe), resume,
-    quote(job), quote(out), quote(chk), dir, round, dir))
+  sh(("%s run %s %s %s %s yes%s > %s/run-%d.log 2>&1 & echo $! > %s/pid"):format(quote(exe),
+    resume, quote(job), quote(out), quote(chk), tail, dir, round, dir))
   local wait = 0.15 + math.random() * 0.45
   sh(("sleep %.2f"):format(wait))
   local pid = read(dir .. "/pid"):match("%d+")
@@ -109,9 +119,22 @@ for round = 1, kills do
   io.write(("  killed after %.2f s (%d)\n"):format(wait, round))
 end
 
-if not sh(("%s run --resume %s %s %s yes > %s/final.log 2>&1"):format(quote(exe), quote(job),
-    quote(out), quote(chk), dir)) then
+if not sh(("%s run --resume %s %s %s yes%s > %s/final.log 2>&1"):format(quote(exe), quote(job),
+    quote(out), quote(chk), tail, dir)) then
   fail("the final run failed: " .. read(dir .. "/final.log"))
+end
+
+-- the finished job's checkpoints are discarded, shared files included (a
+-- job killed before its first checkpoint completed is not resumed: the
+-- next run starts over as a new job, and the old one's folder stays)
+local resumed = read(dir .. "/final.log"):match("resuming crash%-test from (.-)/chk%-%d+\n")
+if resumed then
+  local p = io.popen("find " .. quote(resumed) .. " 2>/dev/null")
+  local left = p:read("a")
+  p:close()
+  if left ~= "" then
+    fail("left in the job's checkpoint folder after it finished:\n" .. left)
+  end
 end
 
 local got = lines_of(out)
@@ -137,6 +160,6 @@ if killed < kills then
   fail(("the job finished after %d kills of %d: make it longer"):format(killed, kills))
 end
 local _, nlines = want:gsub("\n", "")
-print(("crash test: %d kills, resumed each time, %d lines exactly once (seed %d)"):format(
-  killed, nlines, seed))
+print(("crash test (%s): %d kills, resumed each time, %d lines exactly once (seed %d)"):format(
+  backend, killed, nlines, seed))
 sh("rm -rf " .. quote(dir))

@@ -26,9 +26,6 @@ local function refuse_unavailable(conf)
   if conf.executor == "threads" then
     no("executor 'threads'")
   end
-  if conf.state_backend.type == "rocksdb" and conf.state_backend.incremental then
-    no("state_backend.incremental (incremental RocksDB checkpoints)")
-  end
 end
 
 function M.new(tbl, defaults)
@@ -420,7 +417,7 @@ end
 
 -- The checkpoints of the last run, in trigger order, also after it failed:
 -- { {id =, status = "completed" | "failed" | "pending", triggered =,
--- duration_ms =, sync_ms =, alignment_ms =, bytes =, path =, failure =} }
+-- duration_ms =, sync_ms =, alignment_ms =, bytes =, state_size =, path =, failure =} }
 function Job:checkpoints()
   return self._checkpoints or {}
 end

@@ -12,6 +12,7 @@
  */
 #include "test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -759,6 +760,240 @@ static void test_retention(void)
   rm_tree(dir);
 }
 
+/* ---- shared files (incremental checkpoints) ---- */
+
+/* Begins checkpoint id with one small file of its own. */
+static eddy_chk_writer *begin_with_file(eddy_store *s, int64_t id)
+{
+  eddy_err err;
+  eddy_chk_writer *w = NULL;
+  CHECK_EQ_INT(eddy_chk_begin(s, id, NULL, &w, &err), EDDY_OK);
+  eddy_chk_file *f;
+  CHECK_EQ_INT(eddy_chk_file_open(w, "own", "none", 0, &f, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_file_write(f, "abc", 3, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_file_close(f, &err), EDDY_OK);
+  return w;
+}
+
+static int count_files(const char *dir)
+{
+  int n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *de;
+  while (d != NULL && (de = readdir(d)) != NULL)
+    n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+  if (d != NULL)
+    closedir(d);
+  return n;
+}
+
+typedef struct eddy_chk_info_probe {
+  int n;
+  uint64_t size[8], shared[8];
+} eddy_chk_info_probe;
+
+static int probe_visit(void *ud, const eddy_chk_info *info)
+{
+  eddy_chk_info_probe *p = ud;
+  if (info->state == EDDY_CHK_COMPLETED && p->n < 8) {
+    p->size[p->n] = info->size;
+    p->shared[p->n] = info->shared;
+    p->n++;
+  }
+  return 0;
+}
+
+static void test_shared(void)
+{
+  char *dir = make_tmp();
+  eddy_err err;
+  eddy_store *s = open_store(dir, "job");
+  const char *shared = pathf("%s/job/shared", dir);
+  char local[3][4096];
+  unsigned char *data = gen_data(200000, 3);
+  for (int i = 0; i < 3; i++) {
+    snprintf(local[i], sizeof local[i], "%s/local-%d", dir, i);
+    FILE *f = fopen(local[i], "wb");
+    CHECK(f != NULL);
+    fwrite(data + i * 1000, 1, (size_t)(50000 + i * 10000), f);
+    fclose(f);
+  }
+  uint64_t want_a = XXH3_64bits(data, 50000);
+
+  /* chk-1 uploads a; its bytes and state size count it */
+  eddy_chk_writer *w = begin_with_file(s, 1);
+  uint64_t size = 0, sum = 0;
+  CHECK_EQ_INT(eddy_chk_share(w, local[0], "a.sst", &size, &sum, &err), EDDY_OK);
+  CHECK_EQ_INT(size, 50000);
+  CHECK(sum == want_a);
+  CHECK_EQ_INT(file_size(pathf("%s/a.sst", shared)), 50000);
+  CHECK_EQ_INT(eddy_chk_writer_bytes(w), 50003);
+  CHECK_EQ_INT(eddy_chk_writer_state_size(w), 50003);
+  /* a name is shared once */
+  CHECK_EQ_INT(eddy_chk_share(w, local[1], "a.sst", NULL, NULL, &err), EDDY_EINVAL);
+  CHECK(starts_with(err.msg, "chk-1: lists shared file a.sst already"));
+  CHECK_EQ_INT(eddy_chk_share(w, local[1], ".hidden", NULL, NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_share(w, local[1], "x/y", NULL, NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_reference(w, "nothing.sst", 1, 2, &err), EDDY_ENOTFOUND);
+  CHECK_EQ_STR(err.msg, pathf("%s/nothing.sst: missing", shared));
+  CHECK_EQ_INT(eddy_chk_reference(w, "a.sst", 49999, sum, &err), EDDY_ENOTFOUND);
+  CHECK_EQ_INT(eddy_chk_commit(w, NULL, &err), EDDY_OK);
+  char *meta = get_file(pathf("%s/job/chk-1/_metadata", dir));
+  CHECK(meta != NULL && strstr(meta, "\"format\": 2") != NULL);
+  CHECK(meta != NULL && strstr(meta, "\"shared\": [") != NULL);
+  free(meta);
+
+  /* a savepoint has no shared files */
+  eddy_chk_writer *sp;
+  CHECK_EQ_INT(eddy_savepoint_begin(pathf("%s/sp", dir), "job", 1, &sp, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_share(sp, local[0], "a.sst", NULL, NULL, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_chk_reference(sp, "a.sst", 50000, want_a, &err), EDDY_EINVAL);
+  eddy_chk_abort(sp);
+
+  /* chk-2 references a and uploads b: only b is written */
+  w = begin_with_file(s, 2);
+  CHECK_EQ_INT(eddy_chk_reference(w, "a.sst", 50000, want_a, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_share(w, local[1], "b.sst", &size, &sum, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_writer_bytes(w), 60003);
+  CHECK_EQ_INT(eddy_chk_writer_state_size(w), 110003);
+  CHECK_EQ_INT(eddy_chk_commit(w, NULL, &err), EDDY_OK);
+  uint64_t sum_b = sum;
+
+  /* an aborted checkpoint takes its uploads with it */
+  w = begin_with_file(s, 3);
+  CHECK_EQ_INT(eddy_chk_reference(w, "b.sst", 60000, sum_b, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_share(w, local[2], "c.sst", NULL, NULL, &err), EDDY_OK);
+  CHECK(exists(pathf("%s/c.sst", shared)));
+  eddy_chk_abort(w);
+  CHECK(!exists(pathf("%s/c.sst", shared)));
+  CHECK(exists(pathf("%s/b.sst", shared)));
+  /* and so does one whose commit fails */
+  w = begin_with_file(s, 4);
+  CHECK_EQ_INT(eddy_chk_share(w, local[2], "c.sst", NULL, NULL, &err), EDDY_OK);
+  eddy_chk_file *open_one;
+  CHECK_EQ_INT(eddy_chk_file_open(w, "left-open", "none", 0, &open_one, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_commit(w, NULL, &err), EDDY_EINVAL);
+  CHECK(!exists(pathf("%s/c.sst", shared)));
+
+  /* reading: the shared files are listed and checked */
+  eddy_chk *c;
+  CHECK_EQ_INT(eddy_chk_open(pathf("%s/job/chk-2", dir), &c, &err), EDDY_OK);
+  if (c != NULL) {
+    CHECK_EQ_INT(eddy_chk_shared_count(c), 2);
+    CHECK_EQ_STR(eddy_chk_shared_at(c, 0)->name, "a.sst");
+    CHECK_EQ_INT(eddy_chk_shared_find(c, "b.sst")->size, 60000);
+    CHECK(eddy_chk_shared_find(c, "b.sst")->checksum == sum_b);
+    CHECK(eddy_chk_shared_find(c, "c.sst") == NULL);
+    /* extracting: a shared file is linked, a file of the checkpoint copied */
+    CHECK_EQ_INT(eddy_chk_extract(c, "a.sst", 1, pathf("%s/out-a", dir), &err), EDDY_OK);
+    CHECK_EQ_INT(file_size(pathf("%s/out-a", dir)), 50000);
+    CHECK_EQ_INT(eddy_chk_extract(c, "own", 0, pathf("%s/out-own", dir), &err), EDDY_OK);
+    char *own = get_file(pathf("%s/out-own", dir));
+    CHECK(own != NULL && strcmp(own, "abc") == 0);
+    free(own);
+    CHECK_EQ_INT(eddy_chk_extract(c, "zz.sst", 1, pathf("%s/out-z", dir), &err), EDDY_ENOTFOUND);
+    CHECK_EQ_INT(eddy_chk_extract(c, "a.sst", 1, pathf("%s/out-a", dir), &err), EDDY_EIO);
+    json_error_t je;
+    json_t *files = json_loads("[{\"name\": \"000001.sst\", \"shared\": \"a.sst\"}, "
+                               "{\"name\": \"CURRENT\", \"file\": \"own\"}]",
+                               0, &je);
+    CHECK_EQ_INT(eddy_chk_extract_files(c, files, pathf("%s/set", dir), &err), EDDY_OK);
+    CHECK_EQ_INT(file_size(pathf("%s/set/000001.sst", dir)), 50000);
+    CHECK_EQ_INT(file_size(pathf("%s/set/CURRENT", dir)), 3);
+    json_decref(files);
+    files = json_loads("[{\"name\": \"../x\", \"shared\": \"a.sst\"}]", 0, &je);
+    CHECK_EQ_INT(eddy_chk_extract_files(c, files, pathf("%s/set2", dir), &err), EDDY_ECORRUPT);
+    CHECK(!exists(pathf("%s/set2", dir)));
+    json_decref(files);
+    files = json_loads("[{\"name\": \"x\", \"shared\": \"gone.sst\"}]", 0, &je);
+    CHECK_EQ_INT(eddy_chk_extract_files(c, files, pathf("%s/set3", dir), &err), EDDY_ECORRUPT);
+    CHECK_EQ_STR(err.msg, "chk-2/_metadata: native file x names gone.sst, which the checkpoint "
+                          "does not list");
+    CHECK(!exists(pathf("%s/set3", dir)));
+    json_decref(files);
+    eddy_chk_close(c);
+  }
+
+  /* damage to a shared file is found, and named */
+  flip_byte(pathf("%s/b.sst", shared), 100);
+  CHECK_EQ_INT(eddy_chk_open(pathf("%s/job/chk-2", dir), &c, &err), EDDY_ECORRUPT);
+  CHECK(starts_with(err.msg, "chk-2: shared file b.sst: checksum mismatch (expected "));
+  flip_byte(pathf("%s/b.sst", shared), 100);
+  CHECK(rename(pathf("%s/b.sst", shared), pathf("%s/b.moved", dir)) == 0);
+  CHECK_EQ_INT(eddy_chk_open(pathf("%s/job/chk-2", dir), &c, &err), EDDY_ECORRUPT);
+  CHECK_EQ_STR(err.msg, "chk-2: shared file b.sst: missing");
+  /* the latest usable one is then chk-1 */
+  CHECK_EQ_INT(eddy_store_latest(pathf("%s/job", dir), &c, NULL, NULL, &err), EDDY_OK);
+  CHECK(c != NULL && eddy_chk_id(c) == 1);
+  eddy_chk_close(c);
+  CHECK(rename(pathf("%s/b.moved", dir), pathf("%s/b.sst", shared)) == 0);
+  /* listing counts them in, and --verify reads them */
+  CHECK_EQ_INT(eddy_chk_open(pathf("%s/job/chk-2", dir), &c, &err), EDDY_OK);
+  eddy_chk_close(c);
+
+  /* retention: chk-1 goes, a stays (chk-2 lists it) */
+  int removed = -1;
+  CHECK_EQ_INT(eddy_store_retain(s, 1, &removed, &err), EDDY_OK);
+  CHECK_EQ_INT(removed, 1);
+  CHECK(exists(pathf("%s/a.sst", shared)));
+  CHECK(exists(pathf("%s/b.sst", shared)));
+  /* chk-5 lists only b; chk-2 goes, and a with it, unless a checkpoint
+   * being written may still reference it */
+  w = begin_with_file(s, 5);
+  CHECK_EQ_INT(eddy_chk_reference(w, "b.sst", 60000, sum_b, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_commit(w, NULL, &err), EDDY_OK);
+  const char *keep[] = {"a.sst"};
+  CHECK_EQ_INT(eddy_store_retain_keep(s, 1, keep, 1, &removed, &err), EDDY_OK);
+  CHECK_EQ_INT(removed, 1);
+  CHECK(exists(pathf("%s/a.sst", shared)));
+  CHECK(exists(pathf("%s/b.sst", shared)));
+  /* what a crash leaves (a file nobody lists, an upload cut short) goes at
+   * the next open; what is listed stays */
+  put_file(pathf("%s/orphan.sst", shared), "x");
+  put_file(pathf("%s/.d.sst.tmp", shared), "x");
+  eddy_store_close(s);
+  s = open_store(dir, "job");
+  CHECK(!exists(pathf("%s/a.sst", shared)));
+  CHECK(!exists(pathf("%s/orphan.sst", shared)));
+  CHECK(!exists(pathf("%s/.d.sst.tmp", shared)));
+  CHECK(exists(pathf("%s/b.sst", shared)));
+  CHECK_EQ_INT(count_files(shared), 1);
+
+  /* a damaged _metadata cannot be restored from: it protects nothing; an
+   * unreadable one (newer format) protects everything */
+  w = begin_with_file(s, 6);
+  CHECK_EQ_INT(eddy_chk_share(w, local[0], "e.sst", NULL, NULL, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_chk_commit(w, NULL, &err), EDDY_OK);
+  char *m6 = get_file(pathf("%s/job/chk-6/_metadata", dir));
+  put_file(pathf("%s/job/chk-6/_metadata", dir), "{\"format\": 9}");
+  eddy_store_close(s);
+  s = open_store(dir, "job");
+  CHECK(exists(pathf("%s/e.sst", shared)));
+  put_file(pathf("%s/job/chk-6/_metadata", dir), m6 ? m6 : "");
+  free(m6);
+
+  /* listing: a checkpoint's size takes in its shared files */
+  eddy_chk_info_probe probe = {0};
+  CHECK_EQ_INT(eddy_store_list(pathf("%s/job", dir), 1, probe_visit, &probe, &err), EDDY_OK);
+  CHECK_EQ_INT(probe.n, 2);
+  CHECK_EQ_INT(probe.shared[0], 60000); /* chk-5: b */
+  CHECK(probe.size[0] > 60003); /* with _metadata */
+  CHECK_EQ_INT(probe.shared[1], 50000); /* chk-6: e */
+
+  /* disposing of chk-6 takes e, which nothing else lists */
+  CHECK_EQ_INT(eddy_chk_dispose(pathf("%s/job/chk-6", dir), &err), EDDY_OK);
+  CHECK(!exists(pathf("%s/e.sst", shared)));
+  CHECK(exists(pathf("%s/b.sst", shared)));
+
+  /* discarding the job's checkpoints takes the shared folder too */
+  eddy_store_close(s);
+  CHECK_EQ_INT(eddy_store_discard(pathf("%s/job", dir), &err), EDDY_OK);
+  CHECK(!exists(shared));
+  CHECK(!exists(pathf("%s/job", dir)));
+  free(data);
+  rm_tree(dir);
+}
+
 /* ---- discarding ---- */
 
 static void test_discard(void)
@@ -876,10 +1111,10 @@ static void test_damage(void)
   CHECK_EQ_STR(err.msg,
                "chk-1/_metadata: files[0].name: a bad file name \"../x\"");
   /* a newer format is refused as such, not as damage */
-  put_file(meta, "{\"format\": 2, \"whatever\": true}");
+  put_file(meta, "{\"format\": 3, \"whatever\": true}");
   CHECK_EQ_INT(open_err(pathf("%s/chk-1", job), &err), EDDY_EUNSUPPORTED);
   CHECK_EQ_STR(err.msg,
-               "chk-1/_metadata: format 2 is newer than this eddy reads (1)");
+               "chk-1/_metadata: format 3 is newer than this eddy reads (2)");
   CHECK(unlink(meta) == 0);
   CHECK_EQ_INT(open_err(pathf("%s/chk-1", job), &err), EDDY_ECORRUPT);
   CHECK_EQ_STR(err.msg, "chk-1/_metadata: missing");
@@ -1727,6 +1962,6 @@ int main(void)
       TEST(test_list),          TEST(test_savepoint),
       TEST(test_uris),          TEST(test_threads),
       TEST(test_read_ahead),    TEST(test_unwritable),    TEST(test_disk_full),
-      TEST(test_size_limit)};
+      TEST(test_size_limit),    TEST(test_shared)};
   return test_run("storage", cases, sizeof cases / sizeof cases[0]);
 }

@@ -53,9 +53,10 @@ static int l_checkpoint_latest(lua_State *L)
 
 /* core.checkpoint_info(path) -> {path =, name =, id =, job =, kind =,
  * time =, job_name =, subtasks = {{vertex =, uid =, subtask =,
- * parallelism =, max_parallelism =, parts = {"keyed", ...}, finished =},
- * ...}, metadata = JSON text} after
- * checking every file; raises with what is damaged. */
+ * parallelism =, max_parallelism =, parts = {"keyed", ...}, finished =,
+ * keyed = "canonical" | "native"}, ...}, shared = {{name =, size =}, ...},
+ * metadata = JSON text} after checking every file; raises with what is
+ * damaged. */
 static int l_checkpoint_info(lua_State *L)
 {
   eddy_err err;
@@ -86,8 +87,8 @@ static int l_checkpoint_info(lua_State *L)
   for (size_t i = 0; i < json_array_size(subtasks); i++) {
     json_t *e = json_array_get(subtasks, i);
     lua_createtable(L, 0, 7);
-    static const char *const strings[] = {"vertex", "uid"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const strings[] = {"vertex", "uid", "keyed"};
+    for (int k = 0; k < 3; k++) {
       const char *v = json_string_value(json_object_get(e, strings[k]));
       if (v != NULL) {
         lua_pushstring(L, v);
@@ -118,6 +119,19 @@ static int l_checkpoint_info(lua_State *L)
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "subtasks");
+  /* the shared files it references (incremental checkpoints) */
+  int nshared = eddy_chk_shared_count(c);
+  lua_createtable(L, nshared, 0);
+  for (int i = 0; i < nshared; i++) {
+    const eddy_chk_shared *e = eddy_chk_shared_at(c, i);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, e->name);
+    lua_setfield(L, -2, "name");
+    lua_pushinteger(L, (lua_Integer)e->size);
+    lua_setfield(L, -2, "size");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, "shared");
   size_t len;
   const char *meta = eddy_chk_metadata_text(c, &len);
   lua_pushlstring(L, meta ? meta : "", meta ? len : 0);
@@ -148,6 +162,8 @@ static int list_one(void *ud, const eddy_chk_info *info)
   lua_setfield(L, -2, "time");
   lua_pushinteger(L, (lua_Integer)info->size);
   lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)info->shared);
+  lua_setfield(L, -2, "shared");
   lua_pushstring(L, eddy_chk_state_name(info->state));
   lua_setfield(L, -2, "state");
   if (info->problem) {
@@ -159,7 +175,8 @@ static int list_one(void *ud, const eddy_chk_info *info)
 }
 
 /* core.checkpoints_list(dir [, verify]) -> { {path, name, job, id, kind,
- * time, size, state, problem}, ... } */
+ * time, size, shared, state, problem}, ... }: size takes in the shared
+ * files a checkpoint references, shared says how much of it they are */
 static int l_checkpoints_list(lua_State *L)
 {
   const char *dir = luaL_checkstring(L, 1);

@@ -24,8 +24,12 @@
  * with a field name, function(value) that takes the key from that field
  * (calling selector only to report a record without it).
  */
+#include <errno.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lua/binding.h"
 #include "lua/state.h"
@@ -77,6 +81,7 @@ typedef struct ltask {
   int watermark_ref;
   int call_ref; /* the handler's call table, or LUA_NOREF */
   int64_t timestamp; /* of the record being processed */
+  int incremental; /* RocksDB: checkpoints are native and incremental */
 } ltask;
 
 typedef struct ltask_ud {
@@ -168,6 +173,91 @@ static int restore_keyed_from(eddy_task *t, int old_index, eddy_keyed *k, eddy_e
   return rc;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0; /* best effort */
+}
+
+static void remove_folder(const char *path)
+{
+  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The rows of the old subtasks whose keyed state is native (an
+ * incremental RocksDB checkpoint): their files are put in folders of the
+ * working folder (hard links), which a RocksDB backend takes as its
+ * database when one of them has its very key groups, or copies its key
+ * groups' rows out of; any other backend reads the rows in from a
+ * temporary folder, once the canonical parts beside them registered the
+ * states (and restored the timers). */
+static int restore_native(eddy_task *t, eddy_keyed *k, int *olds, int nold, eddy_err *err)
+{
+  eddy_backend *b = eddy_keyed_backend(k);
+  const char *work = eddy_rocksdb_backend_path(b);
+  char base[4096];
+  int temp = work == NULL;
+  if (temp) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(base, sizeof base, "%s/eddy-restore-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    int any = 0;
+    for (int i = 0; i < nold; i++)
+      any |= eddy_task_restored_native(t, olds[i], NULL, NULL, NULL) == EDDY_OK;
+    if (!any)
+      return EDDY_OK;
+    if (mkdtemp(base) == NULL)
+      return eddy_seterr(err, EDDY_EIO, "cannot make a folder to restore into in %s: %s",
+                         tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", strerror(errno));
+  } else {
+    snprintf(base, sizeof base, "%s", work);
+  }
+  eddy_rocksdb_native *srcs = calloc((size_t)nold, sizeof *srcs);
+  char (*dirs)[4200] = calloc((size_t)nold, sizeof *dirs);
+  int *from = calloc((size_t)nold, sizeof *from);
+  int n = 0, rc = srcs == NULL || dirs == NULL || from == NULL
+                      ? eddy_seterr(err, EDDY_ENOMEM, "out of memory restoring keyed state")
+                      : EDDY_OK;
+  for (int i = 0; i < nold && rc == EDDY_OK; i++) {
+    const char *format;
+    int first, last;
+    if (eddy_task_restored_native(t, olds[i], &format, &first, &last) != EDDY_OK)
+      continue;
+    if (format == NULL || strcmp(format, "rocksdb") != 0) {
+      rc = eddy_seterr(err, EDDY_EUNSUPPORTED, "subtask %d holds keyed state in a native "
+                       "format this eddy does not read (%s)", olds[i], format ? format : "?");
+      break;
+    }
+    snprintf(dirs[n], sizeof dirs[n], "%s/restore-%d", base, olds[i]);
+    remove_folder(dirs[n]); /* an earlier attempt's */
+    if ((rc = eddy_task_restore_native(t, olds[i], dirs[n], err)) != EDDY_OK)
+      break;
+    srcs[n] = (eddy_rocksdb_native){dirs[n], first, last};
+    from[n++] = olds[i];
+  }
+  if (rc == EDDY_OK && n > 0 && !temp) {
+    int adopted;
+    rc = eddy_rocksdb_restore_native(b, srcs, n, &adopted, err);
+    if (rc == EDDY_OK && adopted >= 0)
+      eddy_task_adopt_native(t, from[adopted]);
+  }
+  for (int i = 0; temp && i < n && rc == EDDY_OK; i++)
+    rc = eddy_rocksdb_native_rows(dirs[i], b, err);
+  for (int i = 0; i < n; i++)
+    remove_folder(dirs[i]);
+  if (temp)
+    remove_folder(base);
+  free(srcs);
+  free(dirs);
+  free(from);
+  return rc;
+}
+
 /* The keyed state of this subtask: its own part, or, when the parallelism
  * changed, the key groups it now owns from every old subtask that had
  * some of them (the restore skips the others). */
@@ -176,19 +266,32 @@ static int restore_keyed(eddy_task *t, eddy_keyed *k, eddy_err *err)
   int old_p = eddy_task_restored_parallelism(t);
   if (old_p == 0)
     return EDDY_OK;
-  if (old_p == eddy_task_parallelism(t))
-    return restore_keyed_from(t, eddy_task_index(t), k, err);
   int maxp, first, last;
   eddy_task_key_groups(t, &maxp, &first, &last);
-  for (int i = 0; i < old_p; i++) {
-    int from, to;
-    if (eddy_task_restored_key_groups(t, i, &from, &to) != EDDY_OK || to < first || from > last)
-      continue;
-    int rc = restore_keyed_from(t, i, k, err);
-    if (rc != EDDY_OK)
-      return rc;
+  int *olds = calloc((size_t)old_p, sizeof *olds), nold = 0;
+  if (olds == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "out of memory restoring keyed state");
+  if (old_p == eddy_task_parallelism(t)) {
+    olds[nold++] = eddy_task_index(t);
+  } else {
+    for (int i = 0; i < old_p; i++) {
+      int from, to;
+      if (eddy_task_restored_key_groups(t, i, &from, &to) == EDDY_OK && to >= first &&
+          from <= last)
+        olds[nold++] = i;
+    }
   }
-  return EDDY_OK;
+  /* a RocksDB backend takes native files as its database before any
+   * state is registered (they become the states' column families); any
+   * other backend needs the states registered to read native rows */
+  int rocks = eddy_rocksdb_backend_path(eddy_keyed_backend(k)) != NULL;
+  int rc = rocks ? restore_native(t, k, olds, nold, err) : EDDY_OK;
+  for (int i = 0; i < nold && rc == EDDY_OK; i++)
+    rc = restore_keyed_from(t, olds[i], k, err);
+  if (rc == EDDY_OK && !rocks)
+    rc = restore_native(t, k, olds, nold, err);
+  free(olds);
+  return rc;
 }
 
 /* Pushes the operator states old subtask old_index stored (a table by
@@ -275,6 +378,11 @@ static int open_protected(lua_State *L)
       if (eddy_lua_rocksdb_memory(L, -1, sharers, &j->memory, &err) != EDDY_OK)
         return eddy_lua_raise(L, &err);
       j->memory_made = 1;
+    }
+    if (lua_istable(L, -1)) {
+      lua_getfield(L, -1, "incremental");
+      lt->incremental = lua_toboolean(L, -1);
+      lua_pop(L, 1);
     }
     eddy_keyed **slot = eddy_lua_push_keyed(L);
     int rc = eddy_lua_backend_new_shared(L, -2, &cfg, v->label != NULL ? folder : NULL, j->memory,
@@ -542,8 +650,26 @@ static int snapshot_protected(lua_State *L)
   if (lt->keyed != NULL) {
     eddy_err err;
     eddy_keyed_snapshot *ks;
-    if (eddy_keyed_snapshot_take(lt->keyed, &ks, &err) != EDDY_OK)
+    eddy_backend *b = eddy_keyed_backend(lt->keyed);
+    /* incremental: RocksDB's own files for the rows, shared between
+     * checkpoints, and the states and timers beside them; savepoints are
+     * canonical, always */
+    if (lt->incremental && eddy_rocksdb_backend_path(b) != NULL &&
+        eddy_snapshot_purpose_of(snap) == EDDY_SNAPSHOT_CHECKPOINT) {
+      int maxp, first, last;
+      char *dir;
+      eddy_backend_key_groups(b, &maxp, &first, &last);
+      if (eddy_rocksdb_checkpoint(b, id, &dir, &err) != EDDY_OK)
+        return eddy_lua_raise(L, &err);
+      int rc = eddy_snapshot_add_native(snap, "rocksdb", "rocksdb", dir, first, last);
+      free(dir); /* the snapshot has the folder now */
+      if (rc != EDDY_OK)
+        return eddy_lua_fail(L, "cannot snapshot the keyed state");
+      if (eddy_keyed_snapshot_take_timers(lt->keyed, &ks, &err) != EDDY_OK)
+        return eddy_lua_raise(L, &err);
+    } else if (eddy_keyed_snapshot_take(lt->keyed, &ks, &err) != EDDY_OK) {
       return eddy_lua_raise(L, &err);
+    }
     if (eddy_snapshot_add_keyed(snap, "keyed", ks) != EDDY_OK)
       return eddy_lua_fail(L, "cannot snapshot the keyed state");
   }
@@ -988,7 +1114,7 @@ static int l_job_restore(lua_State *L)
 }
 
 /* job:checkpoints() -> { {id =, status =, triggered =, duration_ms =,
- * sync_ms =, alignment_ms =, bytes =, path =, failure =}, ... } */
+ * sync_ms =, alignment_ms =, bytes =, state_size =, path =, failure =}, ... } */
 static int l_job_checkpoints(lua_State *L)
 {
   static const char *const status[] = {"pending", "completed", "failed"};
@@ -1015,6 +1141,10 @@ static int l_job_checkpoints(lua_State *L)
     lua_setfield(L, -2, "alignment_ms");
     lua_pushinteger(L, (lua_Integer)info.bytes);
     lua_setfield(L, -2, "bytes");
+    if (info.status == EDDY_CKPT_COMPLETED) {
+      lua_pushinteger(L, (lua_Integer)info.state_size);
+      lua_setfield(L, -2, "state_size");
+    }
     if (info.path) {
       lua_pushstring(L, info.path);
       lua_setfield(L, -2, "path");

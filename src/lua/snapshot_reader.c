@@ -5,8 +5,12 @@
  * storage (runtime/storage.h), and an operator's keyed state is restored,
  * from the `.keyed` files of all its subtasks, into a fresh heap backend
  * that owns every key group, exactly as a job restores it at parallelism
- * 1. The eddy.Keyed that comes back is the one the harness uses, so its
- * rows and timers decode into Lua values the same way.
+ * 1. A subtask of an incremental RocksDB checkpoint keeps its rows in
+ * RocksDB's own files instead (its `.keyed` file has the states and
+ * timers): they are put in a temporary folder, opened read-only, and their
+ * rows read into the same backend. The eddy.Keyed that comes back is the
+ * one the harness uses, so its rows and timers decode into Lua values the
+ * same way.
  *
  *   core.snapshot_open(path) -> SnapshotFile | nil, message, why
  *   file:info()              -> what _metadata says
@@ -15,8 +19,12 @@
  *   core.json(value)         -> one line of JSON, as the jsonl sink writes it
  */
 #include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "lua/binding.h"
 #include "lua/state.h"
@@ -263,6 +271,50 @@ static int restore_file(eddy_chk *c, eddy_keyed *k, const char *name, eddy_err *
   return rc;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0; /* best effort */
+}
+
+/* The rows of a native part, when the subtask whose parts list file name
+ * has one, into k (whose states the file registered). */
+static int restore_native_of(eddy_chk *c, const char *name, eddy_keyed *k, eddy_err *err)
+{
+  json_t *subtasks = json_object_get(eddy_chk_metadata(c), "subtasks"), *native = NULL;
+  for (size_t i = 0; native == NULL && i < json_array_size(subtasks); i++) {
+    json_t *e = json_array_get(subtasks, i), *parts = json_object_get(e, "parts");
+    for (size_t p = 0; p < json_array_size(parts); p++) {
+      const char *part = json_string_value(json_array_get(parts, p));
+      if (part != NULL && strcmp(part, name) == 0)
+        native = json_object_get(e, "native");
+    }
+  }
+  if (native == NULL)
+    return EDDY_OK;
+  const char *format = json_string_value(json_object_get(native, "format"));
+  if (format == NULL || strcmp(format, "rocksdb") != 0)
+    return eddy_seterr(err, EDDY_EUNSUPPORTED, "keyed state in a native format this eddy does "
+                       "not read (%s)", format ? format : "?");
+  const char *tmp = getenv("TMPDIR");
+  char base[4096], dir[4200];
+  snprintf(base, sizeof base, "%s/eddy-inspect-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+  if (mkdtemp(base) == NULL)
+    return eddy_seterr(err, EDDY_EIO, "cannot make a folder to read RocksDB files in %s: %s",
+                       tmp && tmp[0] ? tmp : "/tmp", strerror(errno));
+  snprintf(dir, sizeof dir, "%s/db", base);
+  int rc = eddy_chk_extract_files(c, json_object_get(native, "files"), dir, err);
+  if (rc == EDDY_OK)
+    rc = eddy_rocksdb_native_rows(dir, eddy_keyed_backend(k), err);
+  nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  return rc;
+}
+
 /* file:keyed(max_parallelism, {names} [, state_backend]) -> an eddy.Keyed
  * over every key group holding the keyed state and timers of those files
  * (one operator's subtasks), on the heap backend or the one state_backend
@@ -296,6 +348,11 @@ static int l_snapshot_keyed(lua_State *L)
     if (restore_file(c, *slot, name, &err) != EDDY_OK) {
       lua_pushnil(L);
       lua_pushfstring(L, "%s/%s: %s", eddy_chk_name(c), name, err.msg);
+      return 2;
+    }
+    if (restore_native_of(c, name, *slot, &err) != EDDY_OK) {
+      lua_pushnil(L);
+      lua_pushstring(L, err.msg);
       return 2;
     }
     lua_pop(L, 1);

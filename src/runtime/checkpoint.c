@@ -12,16 +12,102 @@
  */
 #include "runtime/checkpoint.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/format.h"
 #include "runtime/job_internal.h"
 #include "state/keygroup.h"
+
+/* ---- native parts: files a backend made, shared between checkpoints ---- */
+
+/* One file of a native part. */
+typedef struct native_file {
+  char *name;   /* in the backend's folder: "000012.sst", "CURRENT" */
+  char *stored; /* the shared file's name, or the checkpoint file's */
+  int shared;
+  uint64_t size, checksum; /* shared files */
+} native_file;
+
+typedef struct native_set {
+  native_file *v;
+  int n, cap;
+} native_set;
+
+static void native_set_free(native_set *ns)
+{
+  if (ns == NULL)
+    return;
+  for (int i = 0; i < ns->n; i++) {
+    free(ns->v[i].name);
+    free(ns->v[i].stored);
+  }
+  free(ns->v);
+  memset(ns, 0, sizeof *ns);
+}
+
+static int native_set_add(native_set *ns, const char *name, const char *stored, int shared,
+                          uint64_t size, uint64_t checksum)
+{
+  if (ns->n == ns->cap) {
+    int cap = ns->cap ? 2 * ns->cap : 16;
+    native_file *v = realloc(ns->v, (size_t)cap * sizeof *v);
+    if (v == NULL)
+      return EDDY_ENOMEM;
+    ns->v = v;
+    ns->cap = cap;
+  }
+  native_file *f = &ns->v[ns->n];
+  f->name = strdup(name);
+  f->stored = strdup(stored);
+  if (f->name == NULL || f->stored == NULL) {
+    free(f->name);
+    free(f->stored);
+    return EDDY_ENOMEM;
+  }
+  f->shared = shared;
+  f->size = size;
+  f->checksum = checksum;
+  ns->n++;
+  return EDDY_OK;
+}
+
+static const native_file *native_set_find(const native_set *ns, const char *name)
+{
+  for (int i = 0; ns != NULL && i < ns->n; i++)
+    if (strcmp(ns->v[i].name, name) == 0)
+      return &ns->v[i];
+  return NULL;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP)
+    rmdir(path);
+  else
+    unlink(path);
+  return 0; /* best effort */
+}
+
+static void remove_folder(const char *path)
+{
+  if (path != NULL)
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* ---- snapshots: the parts a subtask's callback adds ---- */
 
@@ -29,6 +115,17 @@ typedef struct ckpt_part {
   char *name;              /* "<uid>-<subtask>.<part>" */
   eddy_buf blob;           /* a blob part's bytes */
   eddy_keyed_snapshot *keyed; /* or a keyed part's snapshot */
+  /* or a native part: the folder of its files (removed with the part),
+   * whose they are, their key groups; what the subtask's last completed
+   * checkpoint holds (base, copied at the snapshot) and, once written,
+   * what this one holds (files) */
+  char *native_dir;
+  char *format;
+  int first, last;
+  char *prefix; /* "<uid>-<subtask>", for the names of shared files */
+  int64_t id;
+  native_set base, files;
+  eddy_task *task;
   struct ckpt_part *next;
 } part;
 
@@ -36,8 +133,16 @@ struct eddy_snapshot {
   eddy_task *task;
   part *parts;
   int final; /* the last state of a subtask that finished */
+  int savepoint;
+  int64_t id;
   eddy_err err;
 };
+
+eddy_snapshot_purpose eddy_snapshot_purpose_of(const eddy_snapshot *s)
+{
+  return s->final ? EDDY_SNAPSHOT_FINAL
+                  : s->savepoint ? EDDY_SNAPSHOT_SAVEPOINT : EDDY_SNAPSHOT_CHECKPOINT;
+}
 
 static part *new_part(eddy_snapshot *s, const char *name)
 {
@@ -51,6 +156,8 @@ static part *new_part(eddy_snapshot *s, const char *name)
     return NULL;
   }
   snprintf(p->name, n, "%s-%d.%s", v->uid, s->task->index, name);
+  p->task = s->task;
+  p->id = s->id;
   return p;
 }
 
@@ -61,8 +168,16 @@ static void free_part(part *p)
   free(p->name);
   eddy_buf_free(&p->blob);
   eddy_keyed_snapshot_free(p->keyed);
+  remove_folder(p->native_dir);
+  free(p->native_dir);
+  free(p->format);
+  free(p->prefix);
+  native_set_free(&p->base);
+  native_set_free(&p->files);
   free(p);
 }
+
+static void free_parts(part *p);
 
 static int check_part_name(eddy_snapshot *s, const char *name)
 {
@@ -91,6 +206,45 @@ int eddy_snapshot_add_blob(eddy_snapshot *s, const char *name, const void *bytes
   p->next = s->parts;
   s->parts = p;
   return EDDY_OK;
+}
+
+int eddy_snapshot_add_native(eddy_snapshot *s, const char *name, const char *format,
+                             const char *dir, int first, int last)
+{
+  if (s->final) {
+    remove_folder(dir); /* a finished subtask keeps no keyed state */
+    return EDDY_OK;
+  }
+  int rc = s->savepoint ? eddy_seterr(&s->err, EDDY_EINVAL,
+                                      "a savepoint is canonical: it takes no native part")
+                         : check_part_name(s, name);
+  if (rc != EDDY_OK) {
+    remove_folder(dir);
+    return rc;
+  }
+  vertex *v = job_vertex_of(s->task);
+  part *p = new_part(s, name);
+  size_t n = strlen(v->uid) + 24;
+  if (p == NULL || (p->native_dir = strdup(dir)) == NULL ||
+      (p->format = strdup(format)) == NULL || (p->prefix = malloc(n)) == NULL)
+    goto nomem;
+  snprintf(p->prefix, n, "%s-%d", v->uid, s->task->index);
+  p->first = first;
+  p->last = last;
+  /* what the last completed checkpoint holds, for the writer thread */
+  const native_set *base = s->task->ckpt_base;
+  for (int i = 0; base != NULL && i < base->n; i++)
+    if (native_set_add(&p->base, base->v[i].name, base->v[i].stored, 1, base->v[i].size,
+                       base->v[i].checksum) != EDDY_OK)
+      goto nomem;
+  p->next = s->parts;
+  s->parts = p;
+  return EDDY_OK;
+nomem:
+  if (p == NULL || p->native_dir == NULL)
+    remove_folder(dir);
+  free_part(p); /* removes the folder too */
+  return eddy_seterr(&s->err, EDDY_ENOMEM, "out of memory snapshotting %s", name);
 }
 
 int eddy_snapshot_add_keyed(eddy_snapshot *s, const char *name, eddy_keyed_snapshot *ks)
@@ -131,8 +285,20 @@ typedef struct pending {
   eddy_chk_writer *writer;
   json_t *subtasks;  /* for _metadata */
   int history;       /* index into the coordinator's history */
+  /* native parts: the shared files they may reference (retention must
+   * keep those until this is over), and, once written, what each subtask's
+   * part holds, its base from the completion on */
+  char **refs;
+  int nrefs, crefs;
+  struct native_result *natives;
   struct pending *next;
 } pending;
+
+typedef struct native_result {
+  eddy_task *task;
+  native_set files;
+  struct native_result *next;
+} native_result;
 
 typedef struct work {
   pending *p;
@@ -254,11 +420,134 @@ static int write_to_file(void *ud, const void *p, size_t n)
   return eddy_chk_file_write(s->f, p, n, s->err);
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A file of a native part that is the checkpoint's own: copied in as
+ * <part name>.<file name>. */
+static int write_private(ckpt_coordinator *c, work *w, const char *path, const char *file,
+                         eddy_err *err)
+{
+  eddy_chk_file *f;
+  int rc = eddy_chk_file_open(w->p->writer, file, c->compression, c->cfg.level, &f, err);
+  if (rc != EDDY_OK)
+    return rc;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    rc = eddy_seterr(err, EDDY_EIO, "%s: %s", path, strerror(errno));
+  char buf[65536];
+  while (rc == EDDY_OK) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      rc = eddy_seterr(err, EDDY_EIO, "%s: %s", path, strerror(errno));
+    if (n <= 0)
+      break;
+    rc = eddy_chk_file_write(f, buf, (size_t)n, err);
+  }
+  if (fd >= 0)
+    close(fd);
+  int crc = eddy_chk_file_close(f, rc == EDDY_OK ? err : NULL);
+  return rc == EDDY_OK ? crc : rc;
+}
+
+/* Writes a native part: SST files that the base holds are referenced, the
+ * other SST files uploaded to shared/, the rest copied into the
+ * checkpoint's folder. What it holds goes into the part's files. */
+static int write_native(ckpt_coordinator *c, work *w, eddy_err *err)
+{
+  part *pt = w->part;
+  DIR *d = opendir(pt->native_dir);
+  if (d == NULL)
+    return eddy_seterr(err, EDDY_EIO, "%s: %s", pt->native_dir, strerror(errno));
+  char **names = NULL;
+  int n = 0, cap = 0, rc = EDDY_OK;
+  struct dirent *de;
+  while (rc == EDDY_OK && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 32;
+      char **nn = realloc(names, (size_t)cap * sizeof *nn);
+      if (nn == NULL) {
+        rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory writing %s", pt->name);
+        break;
+      }
+      names = nn;
+    }
+    if ((names[n] = strdup(de->d_name)) == NULL)
+      rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory writing %s", pt->name);
+    else
+      n++;
+  }
+  closedir(d);
+  if (n > 1)
+    qsort(names, (size_t)n, sizeof *names, name_cmp); /* the same _metadata every time */
+  char path[4096], stored[512];
+  for (int i = 0; i < n && rc == EDDY_OK; i++) {
+    snprintf(path, sizeof path, "%s/%s", pt->native_dir, names[i]);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+      rc = eddy_seterr(err, EDDY_EIO, "%s: %s", path, strerror(errno));
+      break;
+    }
+    if (!S_ISREG(st.st_mode))
+      continue;
+    if (!ends_with(names[i], ".sst")) {
+      snprintf(stored, sizeof stored, "%s.%s", pt->name, names[i]);
+      rc = write_private(c, w, path, stored, err);
+      if (rc == EDDY_OK && native_set_add(&pt->files, names[i], stored, 0, 0, 0) != EDDY_OK)
+        rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory writing %s", pt->name);
+      continue;
+    }
+    /* an SST file is immutable: its name in this backend's folder stands
+     * for its bytes, so one the last completed checkpoint holds is only
+     * referenced (unless retention took it meanwhile: then it goes up
+     * again) */
+    const native_file *b = native_set_find(&pt->base, names[i]);
+    uint64_t size = 0, sum = 0;
+    if (b != NULL && b->size == (uint64_t)st.st_size) {
+      rc = eddy_chk_reference(w->p->writer, b->stored, b->size, b->checksum, err);
+      if (rc == EDDY_OK) {
+        if (native_set_add(&pt->files, names[i], b->stored, 1, b->size, b->checksum) != EDDY_OK)
+          rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory writing %s", pt->name);
+        continue;
+      }
+      if (rc != EDDY_ENOTFOUND)
+        break;
+      rc = EDDY_OK;
+    }
+    snprintf(stored, sizeof stored, "%s-chk%" PRId64 "-%s", pt->prefix, pt->id, names[i]);
+    rc = eddy_chk_share(w->p->writer, path, stored, &size, &sum, err);
+    if (rc == EDDY_OK && native_set_add(&pt->files, names[i], stored, 1, size, sum) != EDDY_OK)
+      rc = eddy_seterr(err, EDDY_ENOMEM, "out of memory writing %s", pt->name);
+  }
+  for (int i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+  return rc;
+}
+
 /* Writes one part into its checkpoint's folder. */
 static void write_part(ckpt_coordinator *c, work *w)
 {
   eddy_err err;
   eddy_chk_file *f;
+  if (w->part->native_dir != NULL) {
+    w->rc = write_native(c, w, &err);
+    if (w->rc != EDDY_OK)
+      snprintf(w->msg, sizeof w->msg, "%s", err.msg);
+    return;
+  }
   int rc = eddy_chk_file_open(w->p->writer, w->part->name, c->compression, c->cfg.level, &f, &err);
   if (rc == EDDY_OK) {
     if (w->part->keyed != NULL) {
@@ -466,6 +755,15 @@ static void release_pending(pending *p)
   if (p->writer != NULL)
     eddy_chk_abort(p->writer);
   json_decref(p->subtasks);
+  for (int i = 0; i < p->nrefs; i++)
+    free(p->refs[i]);
+  free(p->refs);
+  while (p->natives) {
+    native_result *r = p->natives;
+    p->natives = r->next;
+    native_set_free(&r->files);
+    free(r);
+  }
   free(p);
 }
 
@@ -617,13 +915,37 @@ static int abort_pending(eddy_job *job, pending *p, int counted, const char *fmt
 
 /* ---- snapshots of subtasks ---- */
 
+/* The key groups [first, last] as JSON. */
+static json_t *range_json(int first, int last)
+{
+  json_t *range = json_array();
+  json_array_append_new(range, json_integer(first));
+  json_array_append_new(range, json_integer(last));
+  return range;
+}
+
 static json_t *subtask_entry(eddy_task *t, eddy_snapshot *s)
 {
   vertex *v = job_vertex_of(t);
   json_t *e = json_object();
   json_t *parts = json_array();
-  for (part *p = s->parts; p; p = p->next)
+  /* how the keyed state is kept: a native part's files (listed once they
+   * are written), or the canonical keyed part */
+  const char *keyed = NULL;
+  for (part *p = s->parts; p; p = p->next) {
+    if (p->native_dir != NULL) {
+      keyed = "native";
+      json_object_set_new(e, "native",
+                          json_pack("{s:s, s:o, s:[]}", "format", p->format, "key_groups",
+                                    range_json(p->first, p->last), "files"));
+      continue;
+    }
+    if (p->keyed != NULL && keyed == NULL)
+      keyed = "canonical";
     json_array_append_new(parts, json_string(p->name));
+  }
+  if (keyed != NULL)
+    json_object_set_new(e, "keyed", json_string(keyed));
   json_object_set_new(e, "vertex", json_string(v->name));
   json_object_set_new(e, "uid", json_string(v->uid));
   json_object_set_new(e, "subtask", json_integer(t->index));
@@ -631,12 +953,29 @@ static json_t *subtask_entry(eddy_task *t, eddy_snapshot *s)
   json_object_set_new(e, "max_parallelism", json_integer(v->max_parallelism));
   int first, last;
   eddy_key_group_range(v->max_parallelism, v->parallelism, t->index, &first, &last);
-  json_t *range = json_array();
-  json_array_append_new(range, json_integer(first));
-  json_array_append_new(range, json_integer(last));
-  json_object_set_new(e, "key_groups", range);
+  json_object_set_new(e, "key_groups", range_json(first, last));
   json_object_set_new(e, "parts", parts);
   return e;
+}
+
+/* Remembers the shared files a native part may reference, so that
+ * retention keeps them while the checkpoint is being written. */
+static int note_refs(pending *p, const part *pt)
+{
+  for (int i = 0; i < pt->base.n; i++) {
+    if (p->nrefs == p->crefs) {
+      int cap = p->crefs ? 2 * p->crefs : 32;
+      char **r = realloc(p->refs, (size_t)cap * sizeof *r);
+      if (r == NULL)
+        return EDDY_ENOMEM;
+      p->refs = r;
+      p->crefs = cap;
+    }
+    if ((p->refs[p->nrefs] = strdup(pt->base.v[i].stored)) == NULL)
+      return EDDY_ENOMEM;
+    p->nrefs++;
+  }
+  return EDDY_OK;
 }
 
 /* The synchronous part of subtask t's snapshot for checkpoint id: its
@@ -651,6 +990,8 @@ static int snapshot_task(eddy_job *job, eddy_task *t, int64_t id, int defer_ack)
   eddy_snapshot s;
   memset(&s, 0, sizeof s);
   s.task = t;
+  s.savepoint = p->savepoint;
+  s.id = id;
   double started = wall_ms();
   int rc = EDDY_OK;
   if (v->ops->snapshot)
@@ -673,6 +1014,11 @@ static int snapshot_task(eddy_job *job, eddy_task *t, int64_t id, int defer_ack)
                          v->parallelism, why);
   }
   json_array_append_new(p->subtasks, subtask_entry(t, &s));
+  for (part *pt = s.parts; pt; pt = pt->next)
+    if (pt->native_dir != NULL && note_refs(p, pt) != EDDY_OK) {
+      free_parts(s.parts);
+      return eddy_seterr(&job->err, EDDY_ENOMEM, "out of memory queueing a snapshot");
+    }
   trace(job, id, t, "snapshot taken (%.1f ms)", took);
   if (s.parts == NULL && !defer_ack)
     trace(job, id, t, "acknowledged (no state to write)");
@@ -757,6 +1103,9 @@ void ckpt_task_free(eddy_task *t)
 {
   free_parts(t->ckpt_final);
   t->ckpt_final = NULL;
+  native_set_free(t->ckpt_base);
+  free(t->ckpt_base);
+  t->ckpt_base = NULL;
 }
 
 /* A finished subtask's part of checkpoint p: its last state again. */
@@ -889,6 +1238,25 @@ static int trigger(eddy_job *job, int64_t now, int savepoint)
   return EDDY_OK;
 }
 
+/* Retention after a completion; shared files that checkpoints still being
+ * written may reference are kept. */
+static int retain(ckpt_coordinator *c, eddy_err *err)
+{
+  int n = 0;
+  for (pending *q = c->pending; q; q = q->next)
+    n += q->nrefs;
+  const char **keep = calloc(n ? (size_t)n : 1, sizeof *keep);
+  if (keep == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "out of memory deleting old checkpoints");
+  n = 0;
+  for (pending *q = c->pending; q; q = q->next)
+    for (int i = 0; i < q->nrefs; i++)
+      keep[n++] = q->refs[i];
+  int rc = eddy_store_retain_keep(c->store, c->cfg.retained, keep, n, NULL, err);
+  free(keep);
+  return rc;
+}
+
 static int commit(eddy_job *job, pending *p, int64_t now)
 {
   ckpt_coordinator *c = job->ckpt;
@@ -903,6 +1271,7 @@ static int commit(eddy_job *job, pending *p, int64_t now)
   eddy_err err;
   history_entry *h = &c->history[p->history];
   h->info.bytes = eddy_chk_writer_bytes(p->writer);
+  h->info.state_size = eddy_chk_writer_state_size(p->writer);
   char path[4096];
   snprintf(path, sizeof path, "%s", eddy_chk_writer_path(p->writer));
   int rc = eddy_chk_commit(p->writer, extra, &err);
@@ -945,7 +1314,21 @@ static int commit(eddy_job *job, pending *p, int64_t now)
     if (!q->aborted && q->id < p->id && (rc = abort_pending(job, q, 0, "subsumed by %lld",
                                                             (long long)p->id)) != EDDY_OK)
       return rc;
-  if (!p->savepoint && eddy_store_retain(c->store, c->cfg.retained, NULL, &err) != EDDY_OK)
+  /* the subtasks' native parts build on this one from now on */
+  while (!p->savepoint && p->natives) {
+    native_result *r = p->natives;
+    p->natives = r->next;
+    if (r->task->ckpt_base == NULL)
+      r->task->ckpt_base = calloc(1, sizeof *r->task->ckpt_base);
+    if (r->task->ckpt_base != NULL) {
+      native_set_free(r->task->ckpt_base);
+      *r->task->ckpt_base = r->files; /* moved */
+    } else {
+      native_set_free(&r->files); /* the next checkpoint uploads them again */
+    }
+    free(r);
+  }
+  if (!p->savepoint && retain(c, &err) != EDDY_OK)
     fprintf(stderr, "eddy: %s\n", err.msg); /* old checkpoints stay: nothing is lost */
   for (int vi = 0; vi < job->nvertices; vi++) {
     vertex *v = &job->vertices[vi];
@@ -956,6 +1339,54 @@ static int commit(eddy_job *job, pending *p, int64_t now)
         return job_fail(job, t, rc, "checkpoint notification");
     }
   }
+  return EDDY_OK;
+}
+
+/* A native part is written: its files go into its subtask's _metadata
+ * entry, and are kept to become the subtask's base if the checkpoint
+ * completes. */
+static int native_written(eddy_job *job, pending *p, part *pt)
+{
+  vertex *v = job_vertex_of(pt->task);
+  json_t *files = NULL;
+  for (size_t i = 0; i < json_array_size(p->subtasks); i++) {
+    json_t *e = json_array_get(p->subtasks, i);
+    const char *uid = json_string_value(json_object_get(e, "uid"));
+    if (uid != NULL && strcmp(uid, v->uid) == 0 &&
+        json_integer_value(json_object_get(e, "subtask")) == pt->task->index)
+      files = json_object_get(json_object_get(e, "native"), "files");
+  }
+  native_result *r = calloc(1, sizeof *r);
+  if (files == NULL || r == NULL) {
+    free(r);
+    return abort_pending(job, p, 1, "out of memory recording the files of %s", pt->name);
+  }
+  for (int i = 0; i < pt->files.n; i++) {
+    const native_file *f = &pt->files.v[i];
+    json_t *o;
+    if (f->shared) {
+      char sum[17];
+      snprintf(sum, sizeof sum, "%016" PRIx64, f->checksum);
+      o = json_pack("{s:s, s:s, s:I, s:s}", "name", f->name, "shared", f->stored, "size",
+                    (json_int_t)f->size, "checksum", sum);
+    } else {
+      o = json_pack("{s:s, s:s}", "name", f->name, "file", f->stored);
+    }
+    json_array_append_new(files, o);
+  }
+  /* the SST files become the base; the others are this checkpoint's own */
+  r->task = pt->task;
+  for (int i = 0; i < pt->files.n; i++) {
+    const native_file *f = &pt->files.v[i];
+    if (f->shared && native_set_add(&r->files, f->name, f->stored, 1, f->size, f->checksum) !=
+                         EDDY_OK) {
+      native_set_free(&r->files);
+      free(r);
+      return abort_pending(job, p, 1, "out of memory recording the files of %s", pt->name);
+    }
+  }
+  r->next = p->natives;
+  p->natives = r;
   return EDDY_OK;
 }
 
@@ -977,6 +1408,8 @@ static int collect_done(eddy_job *job)
     }
     if (w->ack != NULL && w->rc == EDDY_OK && !p->aborted)
       trace(job, p->id, w->ack, "acknowledged (state written)");
+    if (w->rc == EDDY_OK && !p->aborted && w->part->native_dir != NULL && rc == EDDY_OK)
+      rc = native_written(job, p, w->part);
     free_part(w->part);
     free(w);
     w = next;
@@ -1540,6 +1973,75 @@ int eddy_task_restored_key_groups(const eddy_task *t, int old_index, int *first,
   *first = (int)json_integer_value(json_array_get(range, 0));
   *last = (int)json_integer_value(json_array_get(range, 1));
   return EDDY_OK;
+}
+
+int eddy_task_restored_native(const eddy_task *t, int old_index, const char **format,
+                              int *first, int *last)
+{
+  json_t *e = restored_entry(t, old_index);
+  json_t *native = json_object_get(e, "native");
+  json_t *range = json_object_get(native, "key_groups");
+  if (native == NULL || json_array_size(range) != 2)
+    return EDDY_ENOTFOUND;
+  if (format != NULL)
+    *format = json_string_value(json_object_get(native, "format"));
+  if (first != NULL)
+    *first = (int)json_integer_value(json_array_get(range, 0));
+  if (last != NULL)
+    *last = (int)json_integer_value(json_array_get(range, 1));
+  return EDDY_OK;
+}
+
+int eddy_task_restore_native(eddy_task *t, int old_index, const char *into, eddy_err *err)
+{
+  json_t *native = json_object_get(restored_entry(t, old_index), "native");
+  if (native == NULL)
+    return eddy_seterr(err, EDDY_ENOTFOUND, "subtask %d holds no native state", old_index);
+  return eddy_chk_extract_files(t->job->restore, json_object_get(native, "files"), into, err);
+}
+
+/* Whether two paths name the same folder. */
+static int same_folder(const char *a, const char *b)
+{
+  char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+  int same = ra != NULL && rb != NULL && strcmp(ra, rb) == 0;
+  free(ra);
+  free(rb);
+  return same;
+}
+
+void eddy_task_adopt_native(eddy_task *t, int old_index)
+{
+  eddy_job *job = t->job;
+  ckpt_coordinator *c = job->ckpt;
+  json_t *native = json_object_get(restored_entry(t, old_index), "native");
+  if (native == NULL || c == NULL || c->store == NULL)
+    return;
+  /* only shared files of this job's own folder: those of another job's
+   * checkpoint are that job's to delete (Flink's NO_CLAIM restore mode) */
+  char parent[4096];
+  snprintf(parent, sizeof parent, "%s/..", eddy_chk_path(job->restore));
+  if (!same_folder(parent, eddy_store_path(c->store)))
+    return;
+  native_set *base = calloc(1, sizeof *base);
+  if (base == NULL)
+    return; /* the next checkpoint uploads everything: slower, not wrong */
+  json_t *files = json_object_get(native, "files");
+  for (size_t i = 0; i < json_array_size(files); i++) {
+    json_t *f = json_array_get(files, i);
+    const char *name = json_string_value(json_object_get(f, "name"));
+    const char *shared = json_string_value(json_object_get(f, "shared"));
+    const eddy_chk_shared *sh = shared ? eddy_chk_shared_find(job->restore, shared) : NULL;
+    if (name != NULL && sh != NULL &&
+        native_set_add(base, name, sh->name, 1, sh->size, sh->checksum) != EDDY_OK) {
+      native_set_free(base);
+      free(base);
+      return;
+    }
+  }
+  native_set_free(t->ckpt_base);
+  free(t->ckpt_base);
+  t->ckpt_base = base;
 }
 
 /* A restored subtask first replays the records that were in flight

@@ -98,11 +98,42 @@ int eddy_job_restore(eddy_job *job, eddy_chk *from);
 
 typedef struct eddy_snapshot eddy_snapshot;
 
+/* What a snapshot is taken for: a checkpoint may hold native parts; a
+ * savepoint is canonical, always (SEMANTICS.md section 9); the last state
+ * of a subtask that finished keeps no keyed state. */
+typedef enum eddy_snapshot_purpose {
+  EDDY_SNAPSHOT_CHECKPOINT,
+  EDDY_SNAPSHOT_SAVEPOINT,
+  EDDY_SNAPSHOT_FINAL
+} eddy_snapshot_purpose;
+
+eddy_snapshot_purpose eddy_snapshot_purpose_of(const eddy_snapshot *s);
+
 /* Adds a part holding bytes (copied) to the subtask's snapshot. */
 int eddy_snapshot_add_blob(eddy_snapshot *s, const char *part, const void *p, size_t n);
 /* Adds a part written from a keyed snapshot on the writer thread; takes
  * ownership of ks (freed on the executor's thread once written). */
 int eddy_snapshot_add_keyed(eddy_snapshot *s, const char *part, eddy_keyed_snapshot *ks);
+
+/*
+ * Adds a native part (incremental checkpoints, SEMANTICS.md section 10):
+ * the files in folder dir, a backend's own snapshot (`format` says whose,
+ * e.g. "rocksdb") of key groups first..last. The snapshot takes the folder
+ * over: it is removed once written (or given up). On the writer thread,
+ * every file whose name ends in ".sst" is immutable and shared: one that
+ * this subtask's last completed checkpoint uploaded, or that the
+ * checkpoint it was restored from holds (eddy_task_adopt_native), is only
+ * referenced; the others are uploaded to the job's shared folder as
+ * <uid>-<subtask>-chk<id>-<name>. The other files (MANIFEST, CURRENT,
+ * OPTIONS...) are files of the checkpoint, <uid>-<subtask>.<part>.<name>.
+ * The subtask's _metadata entry says "keyed": "native" and lists them
+ * under "native": {format, key_groups, files}. Only checkpoints take
+ * native parts: EDDY_EINVAL for a savepoint; for a finished subtask's last
+ * state (which keeps no keyed state) the folder is removed and nothing
+ * added.
+ */
+int eddy_snapshot_add_native(eddy_snapshot *s, const char *part, const char *format,
+                             const char *dir, int first, int last);
 
 /* A part of this subtask in the checkpoint being restored from:
  * EDDY_ENOTFOUND if there is none (a new operator, or no restore). The
@@ -118,6 +149,22 @@ int eddy_task_restore_part_of(eddy_task *t, int old_index, const char *part,
  * if it is not in the checkpoint). */
 int eddy_task_restored_parallelism(const eddy_task *t);
 int eddy_task_restored_key_groups(const eddy_task *t, int old_index, int *first, int *last);
+
+/* Whether old subtask old_index of t's vertex holds its keyed state in a
+ * native part in the checkpoint restored from: EDDY_OK with its format
+ * (valid while the job runs; NULL is fine) and key groups, else
+ * EDDY_ENOTFOUND. */
+int eddy_task_restored_native(const eddy_task *t, int old_index, const char **format,
+                              int *first, int *last);
+/* Puts the files of that native part into folder into (made here; it must
+ * not exist): hard links of the shared files where the file system allows,
+ * copies otherwise. Errors as eddy_chk_extract_files gives them. */
+int eddy_task_restore_native(eddy_task *t, int old_index, const char *into, eddy_err *err);
+/* t's backend took old subtask old_index's native files as they are (the
+ * same key groups): when they come from this job's own checkpoint folder,
+ * t's next checkpoint references their shared files instead of uploading
+ * them again. */
+void eddy_task_adopt_native(eddy_task *t, int old_index);
 
 /* ---- what happened, for metrics and eddy info ---- */
 
@@ -135,7 +182,10 @@ typedef struct eddy_ckpt_info {
   double duration_ms;     /* wall time from trigger to completion */
   double sync_ms;         /* longest synchronous part of a subtask */
   double alignment_ms;    /* longest alignment of a subtask */
-  uint64_t bytes;         /* written to disk */
+  uint64_t bytes;         /* written to disk: files, and shared files
+                             uploaded (not those only referenced) */
+  uint64_t state_size;    /* completed: every byte it holds, shared files
+                             referenced included */
   const char *path;       /* completed: the chk folder */
   const char *failure;    /* failed: why */
 } eddy_ckpt_info;

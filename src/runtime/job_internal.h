@@ -92,6 +92,9 @@ struct eddy_task {
   eddy_buf channel_state; /* unaligned: records in flight, for ckpt_id */
   int recording;          /* channels still recording */
   struct ckpt_part *ckpt_final; /* finished: its last state, for checkpoints */
+  struct native_set *ckpt_base; /* native parts: the files of its last
+                                   completed checkpoint, which the next
+                                   one only references */
   int at_end; /* a source at the end of its input, kept for a savepoint */
   int restored_finished;  /* finished in the checkpoint restored from */
 };

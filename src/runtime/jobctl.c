@@ -106,6 +106,8 @@ static json_t *checkpoint_json(const eddy_ckpt_info *ci)
   json_object_set_new(o, "sync_ms", json_real(ci->sync_ms));
   json_object_set_new(o, "alignment_ms", json_real(ci->alignment_ms));
   json_object_set_new(o, "bytes", json_integer((json_int_t)ci->bytes));
+  if (ci->status == EDDY_CKPT_COMPLETED)
+    json_object_set_new(o, "state_size", json_integer((json_int_t)ci->state_size));
   if (ci->path)
     json_object_set_new(o, "path", eddy_control_string(ci->path));
   if (ci->failure)

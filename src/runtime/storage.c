@@ -21,6 +21,14 @@
  * - Deleting a completed checkpoint renames it to chk-<n>.discard first, so
  *   a crash in the middle cannot leave a chk-<n> with files missing, which
  *   recovery would take for damage.
+ * - Shared files need no reference counts on disk: the _metadata of the
+ *   completed checkpoints is the record of who references what. A shared
+ *   file goes once no completed checkpoint lists it (and no checkpoint
+ *   being written will: the caller says which those are), and because a
+ *   checkpoint that uploaded files lists them before its folder gets its
+ *   final name, a crash can only leave files that nothing lists, which the
+ *   next eddy_store_open removes. Uploads are written under a hidden
+ *   temporary name and renamed, so a shared file is never half there.
  */
 #include "runtime/storage.h"
 
@@ -45,6 +53,7 @@
 #define METADATA "_metadata"
 #define INPROGRESS ".inprogress"
 #define DISCARD ".discard"
+#define SHARED "shared"
 #define NAME_MAX_LEN 200
 /* bytes per write(2) and read(2) */
 #define IO_BUF ((size_t)1 << 20)
@@ -53,8 +62,8 @@
 /* _metadata larger than this is not something we wrote */
 #define METADATA_MAX ((size_t)1 << 30)
 
-static const char *const reserved_keys[] = {"format", "kind", "job",
-                                            "id",     "time", "files"};
+static const char *const reserved_keys[] = {"format", "kind", "job",   "id",
+                                            "time",   "files", "shared"};
 
 /* ------------------------------------------------------------------ */
 /* paths and system calls                                              */
@@ -488,6 +497,55 @@ static int valid_job_id(const char *job)
          strlen(job) <= NAME_MAX_LEN && is_utf8(job);
 }
 
+/* A set of names (shared files), sorted once filled. */
+typedef struct name_set {
+  char **v;
+  int n, cap;
+} name_set;
+
+static int set_add(name_set *s, const char *name)
+{
+  if (s->n == s->cap) {
+    int ncap = s->cap ? s->cap * 2 : 64;
+    char **nv = realloc(s->v, (size_t)ncap * sizeof *nv);
+    if (nv == NULL)
+      return EDDY_ENOMEM;
+    s->v = nv;
+    s->cap = ncap;
+  }
+  if ((s->v[s->n] = strdup(name)) == NULL)
+    return EDDY_ENOMEM;
+  s->n++;
+  return EDDY_OK;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void set_sort(name_set *s)
+{
+  if (s->n > 1)
+    qsort(s->v, (size_t)s->n, sizeof *s->v, str_cmp);
+}
+
+static int set_has(const name_set *s, const char *name)
+{
+  return s->n > 0 && bsearch(&name, s->v, (size_t)s->n, sizeof *s->v, str_cmp) != NULL;
+}
+
+static void set_free(name_set *s)
+{
+  for (int i = 0; i < s->n; i++)
+    free(s->v[i]);
+  free(s->v);
+  memset(s, 0, sizeof *s);
+}
+
+static int gc_shared(const char *dir, const name_set *cand, const char *const *keep, int nkeep,
+                     eddy_err *err);
+
 /* ------------------------------------------------------------------ */
 /* the store                                                           */
 
@@ -545,6 +603,9 @@ int eddy_store_open(const char *dir, const char *job_id, int *stale,
       removed++;
   }
   free_names(names, n);
+  /* uploads of a checkpoint that crashed, deletions a crash cut short */
+  if (rc == EDDY_OK)
+    rc = gc_shared(s->path, NULL, NULL, 0, err);
   if (rc != EDDY_OK)
     goto fail;
   if (stale)
@@ -578,6 +639,13 @@ typedef struct wentry {
   const char *compression;
 } wentry;
 
+/* A shared file the checkpoint references; uploaded: by this one. */
+typedef struct sentry {
+  char *name;
+  uint64_t size, sum;
+  int uploaded;
+} sentry;
+
 struct eddy_chk_writer {
   char *parent; /* the folder that holds the checkpoint's folder */
   char *name;   /* the folder's final name */
@@ -594,6 +662,11 @@ struct eddy_chk_writer {
   int failed;
   eddy_err failure; /* the first failure of a file */
   uint64_t bytes;
+  uint64_t state_size; /* files, and every shared file referenced */
+  char *shared_dir;    /* <job folder>/shared; NULL for a savepoint */
+  sentry *shared;
+  int nshared, cshared;
+  int uploads; /* shared files uploaded: the folder needs an fsync */
 };
 
 struct eddy_chk_file {
@@ -618,6 +691,10 @@ static void writer_free(eddy_chk_writer *w)
   for (int i = 0; i < w->nentries; i++)
     free(w->entries[i].name);
   free(w->entries);
+  for (int i = 0; i < w->nshared; i++)
+    free(w->shared[i].name);
+  free(w->shared);
+  free(w->shared_dir);
   free(w->parent);
   free(w->name);
   free(w->tmp);
@@ -692,7 +769,13 @@ int eddy_chk_begin(eddy_store *s, int64_t id, const char *kind,
                        kind);
   char name[32];
   snprintf(name, sizeof name, "chk-%" PRId64, id);
-  return writer_new(s->path, name, s->job, k, id, out, err);
+  int rc = writer_new(s->path, name, s->job, k, id, out, err);
+  if (rc == EDDY_OK && ((*out)->shared_dir = join(s->path, SHARED)) == NULL) {
+    eddy_chk_abort(*out);
+    *out = NULL;
+    return oom(err);
+  }
+  return rc;
 }
 
 int eddy_savepoint_begin(const char *dir, const char *job_id, int64_t id,
@@ -751,6 +834,242 @@ uint64_t eddy_chk_writer_bytes(eddy_chk_writer *w)
   uint64_t b = w->bytes;
   pthread_mutex_unlock(&w->mu);
   return b;
+}
+
+uint64_t eddy_chk_writer_state_size(eddy_chk_writer *w)
+{
+  pthread_mutex_lock(&w->mu);
+  uint64_t b = w->state_size;
+  pthread_mutex_unlock(&w->mu);
+  return b;
+}
+
+/* ---- shared files ---- */
+
+/* A shared file's name: a file name that is not hidden (hidden names are
+ * uploads in progress). */
+static int valid_shared_name(const char *name)
+{
+  return valid_file_name(name) && name[0] != '.';
+}
+
+/* The writer fails for good (as when a file fails): a message in w. */
+static int writer_failed(eddy_chk_writer *w, const eddy_err *e, eddy_err *err)
+{
+  pthread_mutex_lock(&w->mu);
+  if (!w->failed) {
+    w->failed = 1;
+    eddy_err_copy(&w->failure, e);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return pass_err(err, e);
+}
+
+/* Under w->mu: the entry of shared file name, or NULL. */
+static sentry *find_shared(eddy_chk_writer *w, const char *name)
+{
+  for (int i = 0; i < w->nshared; i++)
+    if (strcmp(w->shared[i].name, name) == 0)
+      return &w->shared[i];
+  return NULL;
+}
+
+/* Under w->mu: lists a shared file (name is taken). */
+static int add_shared(eddy_chk_writer *w, char *name, uint64_t size, uint64_t sum,
+                      int uploaded)
+{
+  if (w->nshared == w->cshared) {
+    int ncap = w->cshared ? w->cshared * 2 : 16;
+    sentry *ns = realloc(w->shared, (size_t)ncap * sizeof *ns);
+    if (ns == NULL)
+      return EDDY_ENOMEM;
+    w->shared = ns;
+    w->cshared = ncap;
+  }
+  w->shared[w->nshared++] = (sentry){name, size, sum, uploaded};
+  w->state_size += size;
+  if (uploaded) {
+    w->bytes += size;
+    w->uploads++;
+  }
+  return EDDY_OK;
+}
+
+/* Copies from fd src into the new file at path, fsyncs it; its size and
+ * xxh3-64 checksum come back. */
+static int copy_into(int src, const char *src_path, const char *path, uint64_t *size,
+                     uint64_t *sum, eddy_err *err)
+{
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0)
+    return sys_fail(err, path, errno);
+  unsigned char *buf = malloc(IO_BUF);
+  XXH3_state_t *xxh = XXH3_createState();
+  int rc = buf == NULL || xxh == NULL ? oom(err) : EDDY_OK;
+  uint64_t total = 0;
+  if (rc == EDDY_OK) {
+    XXH3_64bits_reset(xxh);
+    posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (size_t got = 1; rc == EDDY_OK && got > 0;) {
+      rc = read_full(src, buf, IO_BUF, &got, src_path, err);
+      if (rc == EDDY_OK && got > 0) {
+        XXH3_64bits_update(xxh, buf, got);
+        total += got;
+        rc = write_all(fd, buf, got, path, err);
+      }
+    }
+  }
+  if (rc == EDDY_OK && fsync(fd) != 0)
+    rc = sys_fail(err, path, errno);
+  if (close(fd) != 0 && rc == EDDY_OK)
+    rc = sys_fail(err, path, errno);
+  if (rc == EDDY_OK) {
+    *size = total;
+    *sum = XXH3_64bits_digest(xxh);
+  } else {
+    unlink(path);
+  }
+  free(buf);
+  if (xxh)
+    XXH3_freeState(xxh);
+  return rc;
+}
+
+int eddy_chk_share(eddy_chk_writer *w, const char *path, const char *name, uint64_t *size,
+                   uint64_t *checksum, eddy_err *err)
+{
+  if (w == NULL || path == NULL || name == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "no checkpoint writer, file or shared name");
+  if (w->shared_dir == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "%s: a savepoint has no shared files", w->name);
+  if (!valid_shared_name(name))
+    return eddy_seterr(err, EDDY_EINVAL,
+                       "%s: a bad shared file name \"%s\" (non-empty, no '/', not "
+                       "hidden, at most %d bytes)",
+                       w->name, name, NAME_MAX_LEN);
+  int rc = EDDY_OK;
+  pthread_mutex_lock(&w->mu);
+  if (w->failed)
+    rc = pass_err(err, &w->failure);
+  else if (find_shared(w, name) != NULL)
+    rc = eddy_seterr(err, EDDY_EINVAL, "%s: lists shared file %s already", w->name, name);
+  pthread_mutex_unlock(&w->mu);
+  if (rc != EDDY_OK)
+    return rc;
+  eddy_err e;
+  char *final = join(w->shared_dir, name);
+  size_t tn = strlen(name) + 6;
+  char *tmpname = malloc(tn);
+  char *tmp = NULL;
+  char *own = strdup(name);
+  if (final == NULL || tmpname == NULL || own == NULL) {
+    rc = oom(&e);
+    goto done;
+  }
+  snprintf(tmpname, tn, ".%s.tmp", name);
+  if ((tmp = join(w->shared_dir, tmpname)) == NULL) {
+    rc = oom(&e);
+    goto done;
+  }
+  struct stat st;
+  if ((rc = make_dirs(w->shared_dir, &e)) != EDDY_OK)
+    goto done;
+  if (lstat(final, &st) == 0) {
+    rc = eddy_seterr(&e, EDDY_EINVAL, "%s: already exists (shared file names are never reused)",
+                     final);
+    goto done;
+  }
+  int src = open(path, O_RDONLY | O_CLOEXEC);
+  if (src < 0) {
+    rc = sys_fail(&e, path, errno);
+    goto done;
+  }
+  uint64_t n = 0, sum = 0;
+  unlink(tmp); /* a crashed upload's, or nothing */
+  rc = copy_into(src, path, tmp, &n, &sum, &e);
+  close(src);
+  if (rc == EDDY_OK && (rc = rename_noreplace(tmp, final, &e)) != EDDY_OK)
+    unlink(tmp);
+  if (rc != EDDY_OK)
+    goto done;
+  pthread_mutex_lock(&w->mu);
+  if (add_shared(w, own, n, sum, 1) == EDDY_OK)
+    own = NULL;
+  else
+    rc = oom(&e);
+  pthread_mutex_unlock(&w->mu);
+  if (rc != EDDY_OK) {
+    unlink(final);
+    goto done;
+  }
+  if (size)
+    *size = n;
+  if (checksum)
+    *checksum = sum;
+done:
+  free(final);
+  free(tmpname);
+  free(tmp);
+  free(own);
+  return rc == EDDY_OK ? EDDY_OK : writer_failed(w, &e, err);
+}
+
+int eddy_chk_reference(eddy_chk_writer *w, const char *name, uint64_t size, uint64_t checksum,
+                       eddy_err *err)
+{
+  if (w == NULL || name == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "no checkpoint writer or shared name");
+  if (w->shared_dir == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "%s: a savepoint has no shared files", w->name);
+  if (!valid_shared_name(name))
+    return eddy_seterr(err, EDDY_EINVAL, "%s: a bad shared file name \"%s\"", w->name, name);
+  char *path = join(w->shared_dir, name);
+  if (path == NULL)
+    return oom(err);
+  struct stat st;
+  int there = stat(path, &st) == 0, e = errno;
+  int rc = EDDY_OK;
+  if (!there && e != ENOENT)
+    rc = sys_fail(err, path, e);
+  else if (!there || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+    rc = eddy_seterr(err, EDDY_ENOTFOUND, "%s: %s", path,
+                     !there ? "missing" : "not of the recorded size");
+  free(path);
+  if (rc != EDDY_OK)
+    return rc;
+  char *own = strdup(name);
+  if (own == NULL)
+    return oom(err);
+  pthread_mutex_lock(&w->mu);
+  sentry *old = find_shared(w, name);
+  if (w->failed) {
+    rc = pass_err(err, &w->failure);
+  } else if (old != NULL) {
+    if (old->size != size || old->sum != checksum)
+      rc = eddy_seterr(err, EDDY_EINVAL, "%s: lists shared file %s already, with another size "
+                       "or checksum", w->name, name);
+  } else if (add_shared(w, own, size, checksum, 0) == EDDY_OK) {
+    own = NULL;
+  } else {
+    rc = oom(err);
+  }
+  pthread_mutex_unlock(&w->mu);
+  free(own);
+  return rc;
+}
+
+/* A failed or aborted checkpoint takes what it uploaded with it: no other
+ * checkpoint can list those files (their names are new). */
+static void remove_uploads(eddy_chk_writer *w)
+{
+  for (int i = 0; i < w->nshared; i++) {
+    if (!w->shared[i].uploaded)
+      continue;
+    char *p = join(w->shared_dir, w->shared[i].name);
+    if (p != NULL)
+      unlink(p);
+    free(p);
+  }
 }
 
 static void file_free(eddy_chk_file *f)
@@ -1009,6 +1328,7 @@ int eddy_chk_file_close(eddy_chk_file *f, eddy_err *err)
     e->sum = XXH3_64bits_digest(f->xxh);
     e->compression = f->cctx ? "zstd" : "none";
     w->bytes += f->size;
+    w->state_size += f->size;
   }
   pthread_mutex_unlock(&w->mu);
   if (rc != EDDY_OK)
@@ -1020,6 +1340,11 @@ int eddy_chk_file_close(eddy_chk_file *f, eddy_err *err)
 static int entry_cmp(const void *a, const void *b)
 {
   return strcmp(((const wentry *)a)->name, ((const wentry *)b)->name);
+}
+
+static int sentry_cmp(const void *a, const void *b)
+{
+  return strcmp(((const sentry *)a)->name, ((const sentry *)b)->name);
 }
 
 static int is_reserved(const char *key)
@@ -1051,9 +1376,12 @@ static int metadata_text(eddy_chk_writer *w, json_t *extra, char **text,
   }
   if (w->nentries > 1)
     qsort(w->entries, (size_t)w->nentries, sizeof *w->entries, entry_cmp);
+  if (w->nshared > 1)
+    qsort(w->shared, (size_t)w->nshared, sizeof *w->shared, sentry_cmp);
   json_t *files = json_array();
+  json_t *shared = w->nshared > 0 ? json_array() : NULL;
   json_t *meta = files ? json_object() : NULL;
-  int ok = meta != NULL;
+  int ok = meta != NULL && (w->nshared == 0 || shared != NULL);
   for (int i = 0; ok && i < w->nentries; i++) {
     const wentry *e = &w->entries[i];
     char sum[17];
@@ -1063,14 +1391,25 @@ static int metadata_text(eddy_chk_writer *w, json_t *extra, char **text,
                           "checksum", sum, "compression", e->compression);
     ok = f != NULL && json_array_append_new(files, f) == 0;
   }
+  for (int i = 0; ok && i < w->nshared; i++) {
+    const sentry *e = &w->shared[i];
+    char sum[17];
+    snprintf(sum, sizeof sum, "%016" PRIx64, e->sum);
+    json_t *f = json_pack("{s:s, s:I, s:s}", "name", e->name, "size", (json_int_t)e->size,
+                          "checksum", sum);
+    ok = f != NULL && json_array_append_new(shared, f) == 0;
+  }
+  /* without shared files, the format older readers know */
   ok =
       ok &&
-      json_object_set_new(meta, "format", json_integer(EDDY_CHK_FORMAT)) == 0 &&
+      json_object_set_new(meta, "format",
+                          json_integer(w->nshared > 0 ? EDDY_CHK_FORMAT : 1)) == 0 &&
       json_object_set_new(meta, "kind", json_string(w->kind)) == 0 &&
       json_object_set_new(meta, "job", json_string(w->job)) == 0 &&
       json_object_set_new(meta, "id", json_integer(w->id)) == 0 &&
       json_object_set_new(meta, "time", json_integer(w->time)) == 0 &&
-      json_object_set(meta, "files", files) == 0;
+      json_object_set(meta, "files", files) == 0 &&
+      (shared == NULL || json_object_set(meta, "shared", shared) == 0);
   if (ok && extra != NULL) {
     const char *key;
     json_t *v;
@@ -1083,6 +1422,7 @@ static int metadata_text(eddy_chk_writer *w, json_t *extra, char **text,
   }
   char *s = ok ? json_dumps(meta, JSON_INDENT(2)) : NULL;
   json_decref(files);
+  json_decref(shared);
   json_decref(meta);
   /* names and the job id were checked to be UTF-8: only memory is left */
   if (s == NULL)
@@ -1138,11 +1478,14 @@ int eddy_chk_commit(eddy_chk_writer *w, json_t *extra, eddy_err *err)
     rc = pass_err(err, &w->failure);
   if (rc == EDDY_OK)
     rc = metadata_text(w, extra, &text, err);
-  /* The order that makes the checkpoint atomic and durable: files (already
-   * fsynced), then _metadata fsynced, then the folder fsynced so that all
-   * its entries are on disk before it gets its final name, then the
-   * rename, then the parent fsynced so that the name is on disk before
-   * anyone is told the checkpoint is complete. */
+  /* The order that makes the checkpoint atomic and durable: files and
+   * uploads (already fsynced), the names of the uploads in shared/, then
+   * _metadata fsynced, then the folder fsynced so that all its entries are
+   * on disk before it gets its final name, then the rename, then the
+   * parent fsynced so that the name is on disk before anyone is told the
+   * checkpoint is complete. */
+  if (rc == EDDY_OK && w->uploads > 0)
+    rc = sync_dir(w->shared_dir, err);
   if (rc == EDDY_OK)
     rc = write_metadata(w, text, err);
   if (rc == EDDY_OK)
@@ -1163,6 +1506,8 @@ int eddy_chk_commit(eddy_chk_writer *w, json_t *extra, eddy_err *err)
     eddy_err ignored;
     remove_tree(w->tmp, &ignored);
   }
+  if (rc != EDDY_OK)
+    remove_uploads(w);
   free(text);
   json_decref(extra);
   writer_free(w);
@@ -1198,6 +1543,7 @@ void eddy_chk_abort(eddy_chk_writer *w)
   free_open_files(w);
   eddy_err ignored;
   remove_tree(w->tmp, &ignored);
+  remove_uploads(w);
   writer_free(w);
 }
 
@@ -1214,6 +1560,9 @@ struct eddy_chk {
   int64_t id, time;
   eddy_chk_entry *entries; /* names in meta */
   int nentries;
+  eddy_chk_shared *shared; /* names in meta */
+  int nshared;
+  char *shared_dir; /* ../shared, made when there are shared files */
 };
 
 /* How much of a checkpoint open_chk checks. */
@@ -1288,6 +1637,77 @@ static int get_str(const eddy_chk *c, json_t *obj, const char *key,
   if (!json_is_string(j))
     return corrupt(err, c, METADATA, "%s%s: expected a string", where, key);
   *v = json_string_value(j);
+  return EDDY_OK;
+}
+
+/* 16 hex digits into *v; 0 if sum is not that. */
+static int parse_sum(const char *sum, uint64_t *v)
+{
+  if (strlen(sum) != 16)
+    return 0;
+  *v = 0;
+  for (size_t k = 0; k < 16; k++) {
+    int h = hexval((unsigned char)sum[k]);
+    if (h < 0)
+      return 0;
+    *v = *v << 4 | (uint64_t)h;
+  }
+  return 1;
+}
+
+/* The job folder's shared/ beside the checkpoint's folder. */
+static char *shared_dir_of(const char *dir)
+{
+  char *real = realpath(dir, NULL);
+  if (real == NULL)
+    return join(dir, "../" SHARED);
+  char *slash = strrchr(real, '/');
+  if (slash != NULL)
+    slash[slash == real ? 1 : 0] = '\0';
+  char *p = join(real, SHARED);
+  free(real);
+  return p;
+}
+
+/* "shared": the shared files the checkpoint references (format 2). */
+static int parse_shared(eddy_chk *c, eddy_err *err)
+{
+  json_t *shared = json_object_get(c->meta, "shared");
+  if (shared == NULL)
+    return EDDY_OK;
+  if (!json_is_array(shared))
+    return corrupt(err, c, METADATA, "shared: expected an array");
+  size_t n = json_array_size(shared);
+  if (n > (size_t)INT_MAX / 2)
+    return corrupt(err, c, METADATA, "shared: too many");
+  c->shared = calloc(n ? n : 1, sizeof *c->shared);
+  if (c->shared == NULL || (c->shared_dir = shared_dir_of(c->dir)) == NULL)
+    return oom(err);
+  for (size_t i = 0; i < n; i++) {
+    json_t *f = json_array_get(shared, i);
+    char where[32];
+    snprintf(where, sizeof where, "shared[%zu].", i);
+    if (!json_is_object(f))
+      return corrupt(err, c, METADATA, "shared[%zu]: expected an object", i);
+    eddy_chk_shared *e = &c->shared[i];
+    const char *sum;
+    int64_t size;
+    int rc;
+    if ((rc = get_str(c, f, "name", where, &e->name, err)) != EDDY_OK ||
+        (rc = get_int(c, f, "size", where, 0, &size, err)) != EDDY_OK ||
+        (rc = get_str(c, f, "checksum", where, &sum, err)) != EDDY_OK)
+      return rc;
+    if (!valid_shared_name(e->name))
+      return corrupt(err, c, METADATA, "%sname: a bad shared file name \"%s\"", where, e->name);
+    for (size_t k = 0; k < i; k++)
+      if (strcmp(c->shared[k].name, e->name) == 0)
+        return corrupt(err, c, METADATA, "%sname: \"%s\" is listed twice", where, e->name);
+    if (!parse_sum(sum, &e->checksum))
+      return corrupt(err, c, METADATA, "%schecksum: expected 16 hex digits, got \"%s\"", where,
+                     sum);
+    e->size = (uint64_t)size;
+    c->nshared = (int)i + 1;
+  }
   return EDDY_OK;
 }
 
@@ -1383,30 +1803,34 @@ static int parse_metadata(eddy_chk *c, eddy_err *err)
     e->checksum = v;
     c->nentries = (int)i + 1;
   }
-  return EDDY_OK;
+  return parse_shared(c, err);
 }
 
-/* The file of e: there, of its size, and (CHECK_ALL) with its checksum. */
-static int check_file(const eddy_chk *c, const eddy_chk_entry *e, int level,
-                      unsigned char **buf, eddy_err *err)
+/* The file at path: there, of `size` bytes, and (CHECK_ALL) with checksum
+ * `sum`. Damage is EDDY_ECORRUPT with what it is in `what` (err is left
+ * alone); a failed system call EDDY_EIO in err. */
+static int verify_file(const char *path, uint64_t size, uint64_t sum, int level,
+                       unsigned char **buf, char *what, size_t whatlen, eddy_err *err)
 {
-  char *path = join(c->dir, e->name);
-  if (path == NULL)
-    return oom(err);
   int rc = EDDY_OK;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0) {
-    rc = errno == ENOENT ? corrupt(err, c, e->name, "missing")
-                         : sys_fail(err, path, errno);
-  } else if (fstat(fd, &st) != 0) {
+    if (errno != ENOENT)
+      return sys_fail(err, path, errno);
+    snprintf(what, whatlen, "missing");
+    return EDDY_ECORRUPT;
+  }
+  if (fstat(fd, &st) != 0) {
     rc = sys_fail(err, path, errno);
   } else if (!S_ISREG(st.st_mode)) {
-    rc = corrupt(err, c, e->name, "not a regular file");
-  } else if ((uint64_t)st.st_size != e->size) {
-    rc = corrupt(err, c, e->name, "%s (expected %" PRIu64 " bytes, found %lld)",
-                 (uint64_t)st.st_size < e->size ? "truncated" : "size mismatch",
-                 e->size, (long long)st.st_size);
+    snprintf(what, whatlen, "not a regular file");
+    rc = EDDY_ECORRUPT;
+  } else if ((uint64_t)st.st_size != size) {
+    snprintf(what, whatlen, "%s (expected %" PRIu64 " bytes, found %lld)",
+             (uint64_t)st.st_size < size ? "truncated" : "size mismatch", size,
+             (long long)st.st_size);
+    rc = EDDY_ECORRUPT;
   } else if (level == CHECK_ALL) {
     if (*buf == NULL && (*buf = malloc(IO_BUF)) == NULL) {
       rc = oom(err);
@@ -1427,25 +1851,52 @@ static int check_file(const eddy_chk *c, const eddy_chk_entry *e, int level,
         }
       }
       if (rc == EDDY_OK) {
-        uint64_t sum = XXH3_64bits_digest(xxh);
-        if (total != e->size)
-          rc = corrupt(err, c, e->name,
-                       "changed while read (expected %" PRIu64
-                       " bytes, read %" PRIu64 ")",
-                       e->size, total);
-        else if (sum != e->checksum)
-          rc = corrupt(err, c, e->name,
-                       "checksum mismatch (expected %016" PRIx64
-                       ", found %016" PRIx64 ")",
-                       e->checksum, sum);
+        uint64_t found = XXH3_64bits_digest(xxh);
+        if (total != size) {
+          snprintf(what, whatlen,
+                   "changed while read (expected %" PRIu64 " bytes, read %" PRIu64 ")", size,
+                   total);
+          rc = EDDY_ECORRUPT;
+        } else if (found != sum) {
+          snprintf(what, whatlen,
+                   "checksum mismatch (expected %016" PRIx64 ", found %016" PRIx64 ")", sum,
+                   found);
+          rc = EDDY_ECORRUPT;
+        }
       }
       if (xxh)
         XXH3_freeState(xxh);
     }
   }
-  if (fd >= 0)
-    close(fd);
+  close(fd);
+  return rc;
+}
+
+/* The file of e: there, of its size, and (CHECK_ALL) with its checksum. */
+static int check_file(const eddy_chk *c, const eddy_chk_entry *e, int level,
+                      unsigned char **buf, eddy_err *err)
+{
+  char *path = join(c->dir, e->name);
+  if (path == NULL)
+    return oom(err);
+  char what[256];
+  int rc = verify_file(path, e->size, e->checksum, level, buf, what, sizeof what, err);
   free(path);
+  return rc == EDDY_ECORRUPT ? corrupt(err, c, e->name, "%s", what) : rc;
+}
+
+/* The same for a shared file c references. */
+static int check_shared(const eddy_chk *c, const eddy_chk_shared *e, int level,
+                        unsigned char **buf, eddy_err *err)
+{
+  char *path = join(c->shared_dir, e->name);
+  if (path == NULL)
+    return oom(err);
+  char what[256];
+  int rc = verify_file(path, e->size, e->checksum, level, buf, what, sizeof what, err);
+  free(path);
+  if (rc == EDDY_ECORRUPT)
+    return eddy_seterr(err, EDDY_ECORRUPT, "%s: shared file %s: %s", c->name, e->name, what);
   return rc;
 }
 
@@ -1507,6 +1958,8 @@ static int open_chk(const char *path, int level, eddy_chk **out, eddy_err *err)
     unsigned char *buf = NULL;
     for (int i = 0; i < c->nentries && rc == EDDY_OK; i++)
       rc = check_file(c, &c->entries[i], level, &buf, err);
+    for (int i = 0; i < c->nshared && rc == EDDY_OK; i++)
+      rc = check_shared(c, &c->shared[i], level, &buf, err);
     free(buf);
   }
 done:
@@ -1530,6 +1983,8 @@ void eddy_chk_close(eddy_chk *c)
     return;
   json_decref(c->meta);
   free(c->entries);
+  free(c->shared);
+  free(c->shared_dir);
   free(c->text);
   free(c->name);
   free(c->dir);
@@ -1563,6 +2018,21 @@ const eddy_chk_entry *eddy_chk_entry_find(const eddy_chk *c, const char *name)
   for (int i = 0; i < c->nentries; i++)
     if (strcmp(c->entries[i].name, name) == 0)
       return &c->entries[i];
+  return NULL;
+}
+
+int eddy_chk_shared_count(const eddy_chk *c) { return c->nshared; }
+
+const eddy_chk_shared *eddy_chk_shared_at(const eddy_chk *c, int i)
+{
+  return i >= 0 && i < c->nshared ? &c->shared[i] : NULL;
+}
+
+const eddy_chk_shared *eddy_chk_shared_find(const eddy_chk *c, const char *name)
+{
+  for (int i = 0; i < c->nshared; i++)
+    if (strcmp(c->shared[i].name, name) == 0)
+      return &c->shared[i];
   return NULL;
 }
 
@@ -1935,6 +2405,124 @@ void eddy_chk_reader_close(eddy_chk_reader *r)
   free(r);
 }
 
+/* ---- putting files of a checkpoint elsewhere ---- */
+
+/* A checkpoint file, decompressed, into the new file at `to`. */
+static int extract_file(eddy_chk *c, const char *name, const char *to, eddy_err *err)
+{
+  eddy_chk_reader *r;
+  int rc = eddy_chk_reader_open(c, name, &r, err);
+  if (rc != EDDY_OK)
+    return rc;
+  int fd = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    rc = sys_fail(err, to, errno);
+    eddy_chk_reader_close(r);
+    return rc;
+  }
+  const void *p;
+  size_t n;
+  while ((rc = eddy_chk_reader_next(r, &p, &n, err)) == EDDY_OK && n > 0)
+    rc = write_all(fd, p, n, to, err);
+  if (close(fd) != 0 && rc == EDDY_OK)
+    rc = sys_fail(err, to, errno);
+  eddy_chk_reader_close(r);
+  if (rc != EDDY_OK)
+    unlink(to);
+  return rc;
+}
+
+/* A shared file at `to`: a hard link, else a copy checked as it is made. */
+static int extract_shared(eddy_chk *c, const eddy_chk_shared *e, const char *to, eddy_err *err)
+{
+  char *from = join(c->shared_dir, e->name);
+  if (from == NULL)
+    return oom(err);
+  int rc = EDDY_OK;
+  if (link(from, to) != 0) {
+    int le = errno;
+    if (le == EEXIST || le == ENOENT) {
+      rc = le == ENOENT && access(from, F_OK) != 0
+               ? eddy_seterr(err, EDDY_ECORRUPT, "%s: shared file %s: missing", c->name, e->name)
+               : sys_fail(err, to, le);
+    } else {
+      /* another file system, or one without hard links: a copy */
+      int fd = open(from, O_RDONLY | O_CLOEXEC);
+      uint64_t size = 0, sum = 0;
+      if (fd < 0)
+        rc = errno == ENOENT ? eddy_seterr(err, EDDY_ECORRUPT, "%s: shared file %s: missing",
+                                           c->name, e->name)
+                             : sys_fail(err, from, errno);
+      else
+        rc = copy_into(fd, from, to, &size, &sum, err);
+      if (fd >= 0)
+        close(fd);
+      if (rc == EDDY_OK && (size != e->size || sum != e->checksum)) {
+        unlink(to);
+        rc = eddy_seterr(err, EDDY_ECORRUPT,
+                         "%s: shared file %s: %s (expected %" PRIu64 " bytes and checksum "
+                         "%016" PRIx64 ", found %" PRIu64 " and %016" PRIx64 ")",
+                         c->name, e->name, size != e->size ? "size mismatch" : "checksum mismatch",
+                         e->size, e->checksum, size, sum);
+      }
+    }
+  }
+  free(from);
+  return rc;
+}
+
+int eddy_chk_extract(eddy_chk *c, const char *name, int shared, const char *to, eddy_err *err)
+{
+  if (c == NULL || name == NULL || to == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "no checkpoint, file name or target");
+  if (!shared)
+    return extract_file(c, name, to, err);
+  const eddy_chk_shared *e = eddy_chk_shared_find(c, name);
+  if (e == NULL)
+    return eddy_seterr(err, EDDY_ENOTFOUND, "%s: references no shared file %s", c->name, name);
+  return extract_shared(c, e, to, err);
+}
+
+int eddy_chk_extract_files(eddy_chk *c, json_t *files, const char *into, eddy_err *err)
+{
+  if (c == NULL || into == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "no checkpoint or target folder");
+  if (!json_is_array(files))
+    return eddy_seterr(err, EDDY_ECORRUPT, "%s/" METADATA ": a native part without its files",
+                       c->name);
+  if (mkdir(into, 0777) != 0)
+    return sys_fail(err, into, errno);
+  int rc = EDDY_OK;
+  for (size_t i = 0; i < json_array_size(files) && rc == EDDY_OK; i++) {
+    json_t *f = json_array_get(files, i);
+    const char *name = json_string_value(json_object_get(f, "name"));
+    const char *shared = json_string_value(json_object_get(f, "shared"));
+    const char *file = json_string_value(json_object_get(f, "file"));
+    if (name == NULL || !valid_shared_name(name) || (shared == NULL) == (file == NULL)) {
+      rc = eddy_seterr(err, EDDY_ECORRUPT,
+                       "%s/" METADATA ": native file %zu: expected a name and either a shared "
+                       "file or a file of the checkpoint",
+                       c->name, i);
+      break;
+    }
+    char *to = join(into, name);
+    if (to == NULL) {
+      rc = oom(err);
+      break;
+    }
+    rc = eddy_chk_extract(c, shared ? shared : file, shared != NULL, to, err);
+    if (rc == EDDY_ENOTFOUND)
+      rc = eddy_seterr(err, EDDY_ECORRUPT, "%s/" METADATA ": native file %s names %s, which "
+                       "the checkpoint does not list", c->name, name, shared ? shared : file);
+    free(to);
+  }
+  if (rc != EDDY_OK) {
+    eddy_err ignored;
+    remove_tree(into, &ignored);
+  }
+  return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* finding, retaining, listing                                         */
 
@@ -1990,6 +2578,107 @@ static void free_refs(chk_ref *v, int n)
   free(v);
 }
 
+/* The shared files the completed checkpoints of job folder dir list, into
+ * refs (sorted). *unsure when a _metadata could not be read for another
+ * reason than damage (an I/O error, a newer format): its references are
+ * unknown, so nothing should be deleted. A damaged one can never be
+ * restored, so what it referenced does not count. */
+static int referenced_shared(const char *dir, name_set *refs, int *unsure, eddy_err *err)
+{
+  *unsure = 0;
+  chk_ref *v;
+  int n;
+  int rc = completed_refs(dir, &v, &n, err);
+  if (rc == EDDY_ENOTFOUND)
+    return EDDY_OK;
+  for (int i = 0; i < n && rc == EDDY_OK; i++) {
+    char *p = join(dir, v[i].name);
+    if (p == NULL) {
+      rc = oom(err);
+      break;
+    }
+    eddy_chk *c;
+    eddy_err why;
+    int orc = open_chk(p, CHECK_METADATA, &c, &why);
+    free(p);
+    if (orc == EDDY_ENOMEM)
+      rc = oom(err);
+    else if (orc == EDDY_ECORRUPT)
+      continue;
+    else if (orc != EDDY_OK)
+      *unsure = 1;
+    for (int k = 0; orc == EDDY_OK && k < c->nshared && rc == EDDY_OK; k++)
+      if (set_add(refs, c->shared[k].name) != EDDY_OK)
+        rc = oom(err);
+    if (orc == EDDY_OK)
+      eddy_chk_close(c);
+  }
+  free_refs(v, n);
+  set_sort(refs);
+  return rc;
+}
+
+static int kept(const char *const *keep, int nkeep, const char *name)
+{
+  for (int i = 0; i < nkeep; i++)
+    if (strcmp(keep[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+/* Deletes the shared files of job folder dir that no completed checkpoint
+ * lists and keep does not name: among the names in cand, or (cand NULL)
+ * among every file in shared/, uploads cut short by a crash included. */
+static int gc_shared(const char *dir, const name_set *cand, const char *const *keep, int nkeep,
+                     eddy_err *err)
+{
+  char *shared = join(dir, SHARED);
+  if (shared == NULL)
+    return oom(err);
+  name_set refs = {0};
+  int unsure = 0, rc = EDDY_OK;
+  struct stat st;
+  if ((cand != NULL && cand->n == 0) || stat(shared, &st) != 0)
+    goto done; /* nothing to look at */
+  if ((rc = referenced_shared(dir, &refs, &unsure, err)) != EDDY_OK || unsure)
+    goto done;
+  name_set all = {0};
+  if (cand == NULL) {
+    DIR *d = opendir(shared);
+    if (d == NULL) {
+      rc = sys_fail(err, shared, errno);
+      goto done;
+    }
+    struct dirent *de;
+    while (rc == EDDY_OK && (errno = 0, de = readdir(d)) != NULL)
+      if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+          set_add(&all, de->d_name) != EDDY_OK)
+        rc = oom(err);
+    if (rc == EDDY_OK && errno != 0)
+      rc = sys_fail(err, shared, errno);
+    closedir(d);
+    cand = &all;
+  }
+  for (int i = 0; i < cand->n && rc == EDDY_OK; i++) {
+    const char *name = cand->v[i];
+    if (set_has(&refs, name) || kept(keep, nkeep, name) || strchr(name, '/') != NULL)
+      continue;
+    char *p = join(shared, name);
+    if (p == NULL) {
+      rc = oom(err);
+      break;
+    }
+    if (unlinkat(AT_FDCWD, p, 0) != 0 && errno != ENOENT)
+      rc = sys_fail(err, p, errno);
+    free(p);
+  }
+  set_free(&all);
+done:
+  set_free(&refs);
+  free(shared);
+  return rc;
+}
+
 int eddy_store_latest(const char *job_dir, eddy_chk **out,
                       eddy_chk_damaged_fn damaged, void *ud, eddy_err *err)
 {
@@ -2041,6 +2730,12 @@ int eddy_store_latest(const char *job_dir, eddy_chk **out,
 
 int eddy_store_retain(eddy_store *s, int retained, int *removed, eddy_err *err)
 {
+  return eddy_store_retain_keep(s, retained, NULL, 0, removed, err);
+}
+
+int eddy_store_retain_keep(eddy_store *s, int retained, const char *const *keep, int nkeep,
+                           int *removed, eddy_err *err)
+{
   if (removed)
     *removed = 0;
   if (s == NULL || retained < 1)
@@ -2052,9 +2747,13 @@ int eddy_store_retain(eddy_store *s, int retained, int *removed, eddy_err *err)
   int rc = completed_refs(s->path, &refs, &n, err);
   if (rc != EDDY_OK)
     return rc;
-  /* kind of each: 0 checkpoint, 1 savepoint, -1 unreadable _metadata */
+  /* kind of each: 0 checkpoint, 1 savepoint, -1 unreadable _metadata;
+   * and each readable one, for the shared files it lists */
   int *kind = calloc(n ? (size_t)n : 1, sizeof *kind);
-  if (kind == NULL) {
+  eddy_chk **opened = calloc(n ? (size_t)n : 1, sizeof *opened);
+  if (kind == NULL || opened == NULL) {
+    free(kind);
+    free(opened);
     free_refs(refs, n);
     return oom(err);
   }
@@ -2078,7 +2777,7 @@ int eddy_store_retain(eddy_store *s, int retained, int *removed, eddy_err *err)
       continue;
     }
     kind[i] = strcmp(c->kind, "savepoint") == 0;
-    eddy_chk_close(c);
+    opened[i] = c;
     latest = i;
     if (kind[i] == 0)
       latest_chk = i;
@@ -2088,6 +2787,7 @@ int eddy_store_retain(eddy_store *s, int retained, int *removed, eddy_err *err)
    * the latest checkpoint (a later incremental one may build on it); a
    * savepoint leaves the count but keeps its files. */
   int gone = 0;
+  name_set cand = {0};
   for (int i = 0; i < n && rc == EDDY_OK; i++) {
     int del = 0;
     if (kind[i] < 0)
@@ -2111,7 +2811,17 @@ int eddy_store_retain(eddy_store *s, int retained, int *removed, eddy_err *err)
     free(p);
     if (rc == EDDY_OK)
       gone++;
+    for (int k = 0; rc == EDDY_OK && opened[i] != NULL && k < opened[i]->nshared; k++)
+      if (set_add(&cand, opened[i]->shared[k].name) != EDDY_OK)
+        rc = oom(err);
   }
+  /* what only the deleted checkpoints referenced */
+  if (rc == EDDY_OK && cand.n > 0)
+    rc = gc_shared(s->path, &cand, keep, nkeep, err);
+  set_free(&cand);
+  for (int i = 0; i < n; i++)
+    eddy_chk_close(opened[i]);
+  free(opened);
   free(kind);
   free_refs(refs, n);
   if (removed)
@@ -2160,9 +2870,11 @@ int eddy_store_discard(const char *job_dir, eddy_err *err)
     free(p);
   }
   free_names(names, n);
+  if (rc == EDDY_OK)
+    rc = gc_shared(dir, NULL, NULL, 0, err);
   if (rc == EDDY_OK) {
     /* what is not empty stays: a savepoint, or files that are not ours */
-    char *shared = join(dir, "shared");
+    char *shared = join(dir, SHARED);
     if (shared == NULL)
       rc = oom(err);
     else if (rmdir(shared) != 0 && errno != ENOENT && errno != ENOTEMPTY &&
@@ -2183,7 +2895,23 @@ int eddy_chk_dispose(const char *path, eddy_err *err)
   int rc = open_chk(path, CHECK_METADATA, &c, err);
   if (rc != EDDY_OK)
     return rc;
-  rc = discard_folder(c->dir, err);
+  /* the shared files it listed, which may now be nobody's */
+  name_set cand = {0};
+  for (int i = 0; i < c->nshared && rc == EDDY_OK; i++)
+    if (set_add(&cand, c->shared[i].name) != EDDY_OK)
+      rc = oom(err);
+  char *job_dir = NULL;
+  if (rc == EDDY_OK && cand.n > 0) {
+    char *slash = strrchr(c->shared_dir, '/');
+    if ((job_dir = strndup(c->shared_dir, slash ? (size_t)(slash - c->shared_dir) : 0)) == NULL)
+      rc = oom(err);
+  }
+  if (rc == EDDY_OK)
+    rc = discard_folder(c->dir, err);
+  if (rc == EDDY_OK && job_dir != NULL)
+    rc = gc_shared(job_dir[0] ? job_dir : "/", &cand, NULL, 0, err);
+  free(job_dir);
+  set_free(&cand);
   eddy_chk_close(c);
   return rc;
 }
@@ -2267,6 +2995,9 @@ static int visit_one(const lister *ls, const char *parent, const char *name,
       info.kind = c->kind;
       info.time = c->time;
       info.files = c->nentries;
+      for (int i = 0; i < c->nshared; i++)
+        info.shared += c->shared[i].size;
+      info.size += info.shared;
     } else {
       info.state = EDDY_CHK_DAMAGED;
       info.problem = why.msg;
@@ -2407,7 +3138,8 @@ int eddy_store_list(const char *dir, int verify,
     free(p);
     return rc;
   }
-  qsort(names, (size_t)n, sizeof *names, name_cmp);
+  if (n > 1) /* no names: no array either */
+    qsort(names, (size_t)n, sizeof *names, name_cmp);
   int own = 0;
   for (int i = 0; i < n; i++)
     own |= is_chk_folder(names[i]);
@@ -2428,7 +3160,8 @@ int eddy_store_list(const char *dir, int verify,
     int m;
     eddy_err ignored;
     if (list_dirs(jd, &sub, &m, &ignored) == EDDY_OK) {
-      qsort(sub, (size_t)m, sizeof *sub, name_cmp);
+      if (m > 1)
+        qsort(sub, (size_t)m, sizeof *sub, name_cmp);
       rc = visit_job(&ls, jd, names[i], sub, m, err);
       free_names(sub, m);
     }

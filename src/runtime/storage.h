@@ -9,12 +9,22 @@
  *   <dir>/<job id>/chk-<n>/_metadata          one completed checkpoint
  *   <dir>/<job id>/chk-<n>/<file>...          its files
  *   <dir>/<job id>/chk-<n>.inprogress/        one being written (or crashed)
- *   <dir>/<job id>/shared/                    incremental files (later)
+ *   <dir>/<job id>/shared/                    files several checkpoints share
  *   <dir>/savepoint-<6 chars of job>-<12 hex>/ a savepoint, same contents
  *
  * _metadata is JSON, written last. Until it is there and the folder has
  * been renamed to its final name, nothing reads the folder as a checkpoint;
  * stale ".inprogress" folders are removed when the store is opened.
+ *
+ * Shared files (incremental checkpoints, SEMANTICS.md section 10) are
+ * immutable files that a checkpoint uploads once into shared/ under a name
+ * of its own and that later checkpoints of the same job only reference.
+ * Each checkpoint's _metadata lists the shared files it references, with
+ * their sizes and checksums, beside its own files; a shared file is
+ * deleted once no completed checkpoint in the job folder lists it: when
+ * retention or disposal deletes the last one that did, when the checkpoint
+ * that uploaded it fails, and, for what a crash left behind, when the store
+ * is next opened.
  *
  * Every function takes a plain path or a file:// URI wherever it takes a
  * folder (file:///abs/path, file:/abs/path, file://localhost/abs/path;
@@ -47,8 +57,10 @@
 
 #include "util/err.h"
 
-/* The _metadata format this code writes; it reads this one and older. */
-#define EDDY_CHK_FORMAT 1
+/* The _metadata format this code writes; it reads this one and older.
+ * Format 2 lists shared files ("shared"); a checkpoint without any is
+ * still written as format 1, which older readers take. */
+#define EDDY_CHK_FORMAT 2
 
 typedef struct eddy_store eddy_store;           /* one job's checkpoints */
 typedef struct eddy_chk_writer eddy_chk_writer; /* one being written */
@@ -61,9 +73,11 @@ typedef struct eddy_chk_reader eddy_chk_reader; /* a file being read */
 /*
  * Opens <dir>/<job_id>, creating it (and dir) when missing, and removes the
  * folders a crash left behind (chk-<n>.inprogress, and chk-<n>.discard from
- * an interrupted deletion); how many through *stale (NULL is fine). Nothing
- * else in the folder is touched, so a store must not be opened while
- * another process writes checkpoints of the same job into it. EDDY_EINVAL
+ * an interrupted deletion); how many through *stale (NULL is fine); then
+ * the shared files that no completed checkpoint references (uploads of a
+ * checkpoint that crashed, deletions a crash interrupted). Nothing else in
+ * the folder is touched, so a store must not be opened while another
+ * process writes checkpoints of the same job into it. EDDY_EINVAL
  * for an empty job id or one with '/', EDDY_EIO when the folder cannot be
  * made or written. *out belongs to the caller (eddy_store_close).
  */
@@ -91,12 +105,23 @@ const char *eddy_store_job(const eddy_store *s);
 int eddy_store_retain(eddy_store *s, int retained, int *removed, eddy_err *err);
 
 /*
+ * eddy_store_retain, then the shared files that only the deleted
+ * checkpoints referenced are deleted too, except the nkeep names in keep
+ * (what checkpoints still being written reference: they are not listed in
+ * any _metadata yet). A shared file that a remaining completed checkpoint
+ * lists is never deleted.
+ */
+int eddy_store_retain_keep(eddy_store *s, int retained, const char *const *keep, int nkeep,
+                           int *removed, eddy_err *err);
+
+/*
  * Discards a job's checkpoints, as Flink does when a job ends and its
  * externalized retention does not keep them: every chk-<n> (each renamed
  * to chk-<n>.discard first, so a crash cannot leave a partial one) and the
  * leftovers of crashes; entries of kind "savepoint" stay (Flink never
- * deletes savepoints). Then shared/ and the job folder go if nothing else
- * is left in them. job_dir is a path or file:// URI; one that does not
+ * deletes savepoints), and the shared files that what is left does not
+ * reference. Then shared/ and the job folder go if nothing else is left in
+ * them. job_dir is a path or file:// URI; one that does not
  * exist is fine. No writer of the job may be running.
  */
 int eddy_store_discard(const char *job_dir, eddy_err *err);
@@ -105,7 +130,9 @@ int eddy_store_discard(const char *job_dir, eddy_err *err);
  * Disposes of one completed checkpoint or savepoint (`eddy savepoint -d`):
  * path is its folder or its _metadata. The folder must hold a _metadata
  * that reads as one (else the error eddy_chk_open would give: nothing that
- * is not a checkpoint is deleted); its files are not checked.
+ * is not a checkpoint is deleted); its files are not checked. The shared
+ * files it references that no other completed checkpoint of its job folder
+ * references go with it.
  */
 int eddy_chk_dispose(const char *path, eddy_err *err);
 
@@ -141,8 +168,36 @@ void eddy_chk_set_time(eddy_chk_writer *w, int64_t ms);
 const char *eddy_chk_writer_path(const eddy_chk_writer *w);
 int64_t eddy_chk_writer_id(const eddy_chk_writer *w);
 
-/* Bytes on disk of the files closed so far (without _metadata). */
+/* Bytes written so far: the files closed (without _metadata) and the
+ * shared files this checkpoint uploaded. */
 uint64_t eddy_chk_writer_bytes(eddy_chk_writer *w);
+
+/* The whole size of the checkpoint so far: its files and every shared file
+ * it references, uploaded by it or earlier. */
+uint64_t eddy_chk_writer_state_size(eddy_chk_writer *w);
+
+/*
+ * Uploads the local file at path into the job's shared folder as `name`
+ * (a name no shared file has: EDDY_EINVAL if one has; the rules of file
+ * names hold), and lists it as a shared file of this checkpoint with its
+ * size and xxh3-64 checksum, given back through *size and *checksum (NULL
+ * is fine). The copy is fsynced before this returns, and written under a
+ * temporary name first, so no shared file is ever half there. Only
+ * checkpoints begun on a store have a shared folder (EDDY_EINVAL for a
+ * savepoint). What a checkpoint uploaded goes again when it is aborted or
+ * its commit fails. Threads: as eddy_chk_file_open.
+ */
+int eddy_chk_share(eddy_chk_writer *w, const char *path, const char *name, uint64_t *size,
+                   uint64_t *checksum, eddy_err *err);
+
+/*
+ * Lists shared file `name`, which an earlier checkpoint uploaded with this
+ * size and checksum, as referenced by this checkpoint, without copying
+ * anything. EDDY_ENOTFOUND when the shared folder has no such file of that
+ * size (the caller then uploads it again, under a new name).
+ */
+int eddy_chk_reference(eddy_chk_writer *w, const char *name, uint64_t size, uint64_t checksum,
+                       eddy_err *err);
 
 /*
  * Creates file `name` of the checkpoint. compression is "zstd" (level:
@@ -179,9 +234,12 @@ int eddy_chk_file_close(eddy_chk_file *f, eddy_err *err);
  *
  *   { "format": 1, "kind": ..., "job": ..., "id": ..., "time": ...,
  *     "files": [ { "name", "size", "raw_size", "checksum", "compression" } ],
+ *     "shared": [ { "name", "size", "checksum" } ],
  *     ...every member of extra }
  *
- * (checksum: 16 lower-case hex digits), fsyncs it and the folder, renames
+ * ("shared" and format 2 only with shared files; checksum: 16 lower-case
+ * hex digits), fsyncs the shared folder when files were uploaded, then
+ * _metadata and the folder, renames
  * chk-<id>.inprogress to chk-<id> and fsyncs the parent folder: when this
  * returns EDDY_OK the checkpoint survives a crash. extra is a JSON object
  * or NULL; its members must not use the names above (EDDY_EINVAL). The
@@ -212,13 +270,22 @@ typedef struct eddy_chk_entry {
   const char *compression; /* "zstd" or "none" */
 } eddy_chk_entry;
 
+/* A shared file a completed checkpoint references, as _metadata lists it. */
+typedef struct eddy_chk_shared {
+  const char *name;
+  uint64_t size;     /* bytes */
+  uint64_t checksum; /* xxh3-64 */
+} eddy_chk_shared;
+
 /*
  * Opens a completed checkpoint or savepoint: path is its folder or its
  * _metadata. Parses _metadata, refuses a newer format (EDDY_EUNSUPPORTED),
- * checks its fields, and that every listed file is there with the recorded
- * size and checksum (every file is read once); damage is EDDY_ECORRUPT
- * "<folder name>/<file>: <what>". EDDY_ENOTFOUND if path does not exist.
- * *out belongs to the caller (eddy_chk_close).
+ * checks its fields, and that every listed file, and every shared file it
+ * references (in ../shared/), is there with the recorded size and checksum
+ * (every file is read once); damage is EDDY_ECORRUPT "<folder
+ * name>/<file>: <what>", or "<folder name>: shared file <name>: <what>".
+ * EDDY_ENOTFOUND if path does not exist. *out belongs to the caller
+ * (eddy_chk_close).
  */
 int eddy_chk_open(const char *path, eddy_chk **out, eddy_err *err);
 
@@ -241,6 +308,32 @@ int eddy_chk_entry_count(const eddy_chk *c);
 const eddy_chk_entry *eddy_chk_entry_at(const eddy_chk *c, int i);
 /* The file called name, or NULL. */
 const eddy_chk_entry *eddy_chk_entry_find(const eddy_chk *c, const char *name);
+
+/* The shared files c references, like its entries. */
+int eddy_chk_shared_count(const eddy_chk *c);
+const eddy_chk_shared *eddy_chk_shared_at(const eddy_chk *c, int i);
+const eddy_chk_shared *eddy_chk_shared_find(const eddy_chk *c, const char *name);
+
+/*
+ * Puts a copy of one file of c at path `to` (a new file, which must not
+ * exist): file `name` of the checkpoint, decompressed (shared 0), or shared
+ * file `name` (shared 1), which is hard-linked where the file system
+ * allows (shared files are never written again) and copied otherwise. A
+ * copy is checked against the recorded size and checksum as it is made
+ * (eddy_chk_open checked a link's). EDDY_ENOTFOUND when c does not list
+ * the file; on failure nothing is left at `to`.
+ */
+int eddy_chk_extract(eddy_chk *c, const char *name, int shared, const char *to, eddy_err *err);
+
+/*
+ * The files of a native snapshot part put into folder `into` (created
+ * here; it must not exist), each under its own name: files is a JSON array
+ * of { "name": its name in the folder, "shared": a shared file of c } or
+ * { "name":, "file": a file of c }, as runtime/checkpoint.c writes them.
+ * Names must be plain file names (EDDY_ECORRUPT). On failure the folder is
+ * removed again.
+ */
+int eddy_chk_extract_files(eddy_chk *c, json_t *files, const char *into, eddy_err *err);
 
 /*
  * Opens file `name` of c for reading, decompressed. EDDY_ENOTFOUND
@@ -319,7 +412,9 @@ typedef struct eddy_chk_info {
   const char *kind; /* from _metadata, else from the folder name */
   int64_t time;     /* ms since the epoch: from _metadata, else the
                        folder's modification time */
-  uint64_t size;    /* bytes of every file in the folder */
+  uint64_t size;    /* bytes of every file in the folder, and of the
+                       shared files a completed one references */
+  uint64_t shared;  /* of size, the bytes of those shared files */
   int files;        /* files listed in _metadata, else found */
   eddy_chk_state state;
   const char *problem; /* damaged: the message, else NULL */

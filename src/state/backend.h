@@ -146,6 +146,51 @@ int eddy_rocksdb_backend_new(const eddy_backend_config *cfg,
  * any other backend. */
 const char *eddy_rocksdb_backend_path(const eddy_backend *b);
 
+/* ---- native checkpoints of a RocksDB backend (incremental checkpoints,
+ * SEMANTICS.md section 10) ---- */
+
+/*
+ * Main thread, the synchronous part of a native checkpoint of RocksDB
+ * backend b (EDDY_EINVAL for another backend): the memtables are flushed,
+ * then RocksDB's checkpoint is made in a new folder chk-<id> of the working
+ * folder: hard links of the live SST files, copies of MANIFEST, CURRENT and
+ * OPTIONS. *dir gets its path (malloc'd, the caller's); the folder is the
+ * caller's to remove, else it goes with the working folder. Its files stay
+ * as they are while b goes on changing (RocksDB never writes an SST file
+ * again), so another thread may read them meanwhile. EDDY_EIO with
+ * RocksDB's words in err.
+ */
+int eddy_rocksdb_checkpoint(eddy_backend *b, int64_t id, char **dir, eddy_err *err);
+
+/* A folder holding a native checkpoint's files, and its key groups. */
+typedef struct eddy_rocksdb_native {
+  const char *dir;
+  int first_key_group, last_key_group;
+} eddy_rocksdb_native;
+
+/*
+ * Main thread, before any row went into RocksDB backend b (states may be
+ * registered already: they keep their ids): b's rows become those of the
+ * native checkpoints srcs[0..n) that lie in b's key-group range. A single
+ * one of exactly b's key groups becomes b's database as it is: its folder
+ * is moved (it must be on b's file system, e.g. in the working folder) and
+ * *adopted is 0. Otherwise each is opened read-only and the rows of b's
+ * range are copied out of it (Flink's restore of a rescaled subtask), and
+ * *adopted is -1; the folders stay. After a failure b must be destroyed.
+ */
+int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs, int n,
+                                int *adopted, eddy_err *err);
+
+/*
+ * Any backend b: the rows of the native checkpoint in folder dir whose key
+ * groups are in b's range go into b as a restore puts them
+ * (eddy_backend_restore_row, then eddy_backend_restore_done). Each column
+ * family holding rows must be a state registered in b, whose kind says how
+ * its rows read (the canonical part beside a native one registers them):
+ * EDDY_ECORRUPT otherwise. The folder is only read.
+ */
+int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, eddy_err *err);
+
 /* Destroys b; its cursors and snapshots must have been closed before. */
 void eddy_backend_destroy(eddy_backend *b);
 

@@ -35,11 +35,12 @@
  * show in it, so there is no copy-on-write to do here. This gives full
  * snapshots in the canonical format, byte for byte what the heap backend
  * gives for the same state (rows in another order within a key group).
- * [Incremental checkpoints, a later step: snapshot_open is where a RocksDB
- * checkpoint (rocksdb_checkpoint_create, hard links of the live SST files
- * after a flush) would be taken into a local chk-<n> folder, beside or
- * instead of the iterators, for the writer to upload the SST files the last
- * completed checkpoint does not have.]
+ * Incremental checkpoints are native instead (eddy_rocksdb_checkpoint,
+ * "native checkpoints" below): RocksDB's own checkpoint of the live SST
+ * files, hard links in a chk-<n> folder of the working folder, which the
+ * runtime uploads what the last completed checkpoint does not have from;
+ * a restore opens such files as the database, or copies its key groups'
+ * entries out of them.
  *
  * Restores put whole rows in through one write batch, written every few
  * MiB and at restore_done. Rows outside the key-group range never reach
@@ -48,6 +49,7 @@
  */
 #include "state/backend_impl.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -145,6 +147,12 @@ typedef struct rdb_backend {
   char *path;     /* the working folder */
   int own_folder; /* made or locked by this backend: removed with it */
   int lock_fd;
+  /* column families of a restored native checkpoint that no registered
+   * state has taken yet (rdb_add_state takes them by name) */
+  rocksdb_column_family_handle_t **found;
+  char **found_names;
+  int nfound;
+  int native; /* the database came from a native checkpoint */
 } rdb_backend;
 
 /* ---- errors ---- */
@@ -417,11 +425,24 @@ static int open_folder(rdb_backend *h, const eddy_rocksdb_config *rc, eddy_err *
     return rc2; /* not ours to remove: another backend may live in it */
   h->own_folder = 1;
   if (rc->name != NULL) {
-    char *db = join(h->path, "db");
-    if (db == NULL)
-      return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
-    remove_tree(db); /* a crashed run's; nobody else holds the lock */
-    free(db);
+    /* a crashed run's database, native checkpoints and restores; nobody
+     * else holds the lock */
+    DIR *d = opendir(h->path);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+      if (strcmp(de->d_name, "db") != 0 && strncmp(de->d_name, "chk-", 4) != 0 &&
+          strncmp(de->d_name, "restore-", 8) != 0)
+        continue;
+      char *p = join(h->path, de->d_name);
+      if (p == NULL) {
+        closedir(d);
+        return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+      }
+      remove_tree(p);
+      free(p);
+    }
+    if (d != NULL)
+      closedir(d);
   }
   return EDDY_OK;
 }
@@ -555,6 +576,8 @@ static int build_options(rdb_backend *h, const eddy_rocksdb_config *rc, eddy_err
 
 /* ---- lifetime ---- */
 
+static void drop_found(rdb_backend *h);
+
 static void rdb_destroy(eddy_backend *b)
 {
   rdb_backend *h = (rdb_backend *)b;
@@ -567,6 +590,7 @@ static void rdb_destroy(eddy_backend *b)
   }
   if (h->default_cf != NULL)
     rocksdb_column_family_handle_destroy(h->default_cf);
+  drop_found(h);
   if (h->db != NULL)
     rocksdb_close(h->db);
   if (h->batch != NULL)
@@ -604,6 +628,8 @@ const char *eddy_rocksdb_backend_path(const eddy_backend *b)
 
 /* ---- states ---- */
 
+static rocksdb_column_family_handle_t *take_found(rdb_backend *h, const char *name);
+
 static int rdb_add_state(eddy_backend *b, uint32_t id, const char *name, eddy_state_kind kind)
 {
   rdb_backend *h = (rdb_backend *)b;
@@ -630,6 +656,13 @@ static int rdb_add_state(eddy_backend *b, uint32_t id, const char *name, eddy_st
   }
   if (strcmp(name, "default") == 0) {
     st->cf = h->default_cf;
+    if (h->native && st->dirty != NULL)
+      memset(st->dirty, 1, (size_t)(b->last_key_group - b->first_key_group + 1));
+  } else if ((st->cf = take_found(h, name)) != NULL) {
+    /* restored from a native checkpoint: its map rows are there already */
+    st->own_cf = 1;
+    if (st->dirty != NULL)
+      memset(st->dirty, 1, (size_t)(b->last_key_group - b->first_key_group + 1));
   } else {
     char *rerr = NULL;
     st->cf = rocksdb_create_column_family(h->db, h->opts, name, &rerr);
@@ -830,6 +863,8 @@ static int rdb_map_entries(eddy_backend *b, const eddy_row *row, eddy_slice *ent
 
 typedef struct rowreader {
   rocksdb_iterator_t *it;
+  const char *lower; /* where reading starts (lower_len 0: the first row) */
+  size_t lower_len;
   const char *state_name; /* for messages; the backend's registry keeps it */
   uint32_t state;
   int is_map;
@@ -859,7 +894,10 @@ static int reader_corrupt(rowreader *rr, size_t klen, eddy_err *err)
 static int reader_step(rowreader *rr, int *valid, eddy_err *err)
 {
   if (!rr->started) {
-    rocksdb_iter_seek_to_first(rr->it);
+    if (rr->lower_len > 0)
+      rocksdb_iter_seek(rr->it, rr->lower, rr->lower_len);
+    else
+      rocksdb_iter_seek_to_first(rr->it);
     rr->started = 1;
   } else if (rr->pending) {
     rocksdb_iter_next(rr->it);
@@ -1026,10 +1064,9 @@ static void snapshot_free(rdb_snapshot *s)
   free(s);
 }
 
-/* The synchronous part of a checkpoint: a RocksDB snapshot and an iterator
- * per state on it (no seek yet: that is the writer thread's work). This is
- * where an incremental checkpoint would also take its RocksDB checkpoint
- * of the live SST files (see the top of the file). */
+/* The synchronous part of a full checkpoint: a RocksDB snapshot and an
+ * iterator per state on it (no seek yet: that is the writer thread's
+ * work). An incremental checkpoint takes eddy_rocksdb_checkpoint instead. */
 static int rdb_snapshot_open(eddy_backend *b, eddy_backend_snapshot **out)
 {
   rdb_backend *h = (rdb_backend *)b;
@@ -1158,6 +1195,427 @@ static int rdb_restore_done(eddy_backend *b)
       }
     st->restored = 0;
   }
+  return rc;
+}
+
+/* ---- native checkpoints (incremental checkpoints) ----
+ *
+ * A native checkpoint is RocksDB's own: after the memtables are flushed,
+ * rocksdb_checkpoint_create hard-links the live SST files into a folder
+ * and copies MANIFEST, CURRENT and OPTIONS beside them. The runtime
+ * uploads what earlier checkpoints do not hold (runtime/checkpoint.c).
+ * Restoring one folder of the same key groups opens it as the database;
+ * otherwise the rows of this backend's key groups are copied, entry by
+ * entry, out of each folder opened read-only: the entries are the same
+ * bytes in both databases, so nothing is decoded. */
+
+static void drop_found(rdb_backend *h)
+{
+  for (int i = 0; i < h->nfound; i++) {
+    rocksdb_column_family_handle_destroy(h->found[i]);
+    free(h->found_names[i]);
+  }
+  free(h->found);
+  free(h->found_names);
+  h->found = NULL;
+  h->found_names = NULL;
+  h->nfound = 0;
+}
+
+/* The found column family called name, taken out of the list; NULL if
+ * there is none. */
+static rocksdb_column_family_handle_t *take_found(rdb_backend *h, const char *name)
+{
+  for (int i = 0; i < h->nfound; i++) {
+    if (strcmp(h->found_names[i], name) != 0)
+      continue;
+    rocksdb_column_family_handle_t *cf = h->found[i];
+    free(h->found_names[i]);
+    h->nfound--;
+    h->found[i] = h->found[h->nfound];
+    h->found_names[i] = h->found_names[h->nfound];
+    return cf;
+  }
+  return NULL;
+}
+
+static int add_found(rdb_backend *h, const char *name, rocksdb_column_family_handle_t *cf)
+{
+  rocksdb_column_family_handle_t **f = realloc(h->found, (size_t)(h->nfound + 1) * sizeof *f);
+  if (f != NULL)
+    h->found = f;
+  char **n = realloc(h->found_names, (size_t)(h->nfound + 1) * sizeof *n);
+  if (n != NULL)
+    h->found_names = n;
+  char *copy = strdup(name);
+  if (f == NULL || n == NULL || copy == NULL) {
+    free(copy);
+    rocksdb_column_family_handle_destroy(cf);
+    return EDDY_ENOMEM;
+  }
+  h->found[h->nfound] = cf;
+  h->found_names[h->nfound++] = copy;
+  return EDDY_OK;
+}
+
+/* The 2-byte big-endian key-group prefix of kg. */
+static void kg_prefix(int kg, char out[2])
+{
+  out[0] = (char)(kg >> 8 & 0xff);
+  out[1] = (char)(kg & 0xff);
+}
+
+int eddy_rocksdb_checkpoint(eddy_backend *b, int64_t id, char **dir, eddy_err *err)
+{
+  if (b == NULL || dir == NULL || b->ops->destroy != rdb_destroy)
+    return eddy_seterr(err, EDDY_EINVAL, "a native checkpoint needs a RocksDB backend");
+  rdb_backend *h = (rdb_backend *)b;
+  *dir = NULL;
+  char name[40];
+  snprintf(name, sizeof name, "chk-%lld", (long long)id);
+  char *path = join(h->path, name);
+  if (path == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+  remove_tree(path); /* an earlier attempt's, given up */
+  char *rerr = NULL;
+  /* WAL off: what is only in the memtables must be in SST files first */
+  rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+  rocksdb_flushoptions_set_wait(fo, 1);
+  for (uint32_t i = 0; i < h->nstates && rerr == NULL; i++)
+    rocksdb_flush_cf(h->db, fo, h->states[i].cf, &rerr);
+  rocksdb_flushoptions_destroy(fo);
+  rocksdb_checkpoint_t *cp = NULL;
+  if (rerr == NULL)
+    cp = rocksdb_checkpoint_object_create(h->db, &rerr);
+  if (rerr == NULL)
+    rocksdb_checkpoint_create(cp, path, 0, &rerr);
+  if (cp != NULL)
+    rocksdb_checkpoint_object_destroy(cp);
+  if (rerr != NULL) {
+    eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): a native checkpoint failed: %s", h->path,
+                rerr);
+    rocksdb_free(rerr);
+    remove_tree(path);
+    free(path);
+    return EDDY_EIO;
+  }
+  *dir = path;
+  return EDDY_OK;
+}
+
+/* Opens the database in <working folder>/db with every column family it
+ * has (the default one into default_cf, the others found), creating an
+ * empty one when fresh. */
+static int open_db(rdb_backend *h, int fresh, eddy_err *err)
+{
+  char *dbpath = join(h->path, "db");
+  if (dbpath == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+  char *rerr = NULL;
+  size_t n = 1;
+  char **names = NULL;
+  static const char *const only_default[1] = {"default"};
+  if (!fresh) {
+    names = rocksdb_list_column_families(h->opts, dbpath, &n, &rerr);
+    if (names == NULL || rerr != NULL || n == 0) {
+      eddy_seterr(err, EDDY_EIO, "rocksdb backend: cannot read the restored database in %s: %s",
+                  h->path, rerr != NULL ? rerr : "no column families");
+      rocksdb_free(rerr);
+      if (names != NULL) /* an empty list, even on failure */
+        rocksdb_list_column_families_destroy(names, n);
+      free(dbpath);
+      return EDDY_EIO;
+    }
+  }
+  const rocksdb_options_t **opts = malloc(n * sizeof *opts);
+  rocksdb_column_family_handle_t **handles = calloc(n, sizeof *handles);
+  int rc = EDDY_OK;
+  if (opts == NULL || handles == NULL) {
+    rc = eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+  } else {
+    for (size_t i = 0; i < n; i++)
+      opts[i] = h->opts;
+    h->db = rocksdb_open_column_families(h->opts, dbpath, (int)n,
+                                         names != NULL ? (const char *const *)names
+                                                       : only_default,
+                                         opts, handles, &rerr);
+    if (rerr != NULL) {
+      rc = eddy_seterr(err, EDDY_EIO, "rocksdb backend: cannot open the restored database in "
+                       "%s: %s", h->path, rerr);
+      rocksdb_free(rerr);
+      h->db = NULL;
+    }
+    for (size_t i = 0; rc == EDDY_OK && i < n; i++) {
+      const char *name = names != NULL ? names[i] : only_default[i];
+      if (strcmp(name, "default") == 0)
+        h->default_cf = handles[i];
+      else if (add_found(h, name, handles[i]) != EDDY_OK)
+        rc = eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+      handles[i] = NULL;
+    }
+  }
+  if (names != NULL)
+    rocksdb_list_column_families_destroy(names, n);
+  free(opts);
+  free(handles);
+  free(dbpath);
+  return rc;
+}
+
+/* The column family for restored entries of state `name`: a registered
+ * state's, a found one, or a new one (found from now on). */
+static rocksdb_column_family_handle_t *cf_named(rdb_backend *h, const char *name, eddy_err *err)
+{
+  if (strcmp(name, "default") == 0)
+    return h->default_cf;
+  for (uint32_t i = 0; i < h->nstates; i++)
+    if (strcmp(h->base.states[i].name, name) == 0)
+      return h->states[i].cf;
+  for (int i = 0; i < h->nfound; i++)
+    if (strcmp(h->found_names[i], name) == 0)
+      return h->found[i];
+  char *rerr = NULL;
+  rocksdb_column_family_handle_t *cf = rocksdb_create_column_family(h->db, h->opts, name, &rerr);
+  if (rerr != NULL) {
+    eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): cannot create the column family of "
+                "state '%s': %s", h->path, name, rerr);
+    rocksdb_free(rerr);
+    return NULL;
+  }
+  if (add_found(h, name, cf) != EDDY_OK) {
+    eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+    return NULL;
+  }
+  return h->found[h->nfound - 1];
+}
+
+/* A native checkpoint's folder opened read-only with every column family
+ * (list-merge operator included, for the lists' unmerged appends). */
+typedef struct native_db {
+  rocksdb_t *db;
+  char **names;
+  size_t n;
+  rocksdb_column_family_handle_t **cfs;
+} native_db;
+
+static void native_close(native_db *nd)
+{
+  for (size_t i = 0; nd->cfs != NULL && i < nd->n; i++)
+    if (nd->cfs[i] != NULL)
+      rocksdb_column_family_handle_destroy(nd->cfs[i]);
+  free(nd->cfs);
+  if (nd->db != NULL)
+    rocksdb_close(nd->db);
+  if (nd->names != NULL)
+    rocksdb_list_column_families_destroy(nd->names, nd->n);
+  memset(nd, 0, sizeof *nd);
+}
+
+static int native_open(native_db *nd, const rocksdb_options_t *o, const char *dir, eddy_err *err)
+{
+  memset(nd, 0, sizeof *nd);
+  char *rerr = NULL;
+  nd->names = rocksdb_list_column_families(o, dir, &nd->n, &rerr);
+  if (nd->names == NULL || rerr != NULL || nd->n == 0) {
+    eddy_seterr(err, EDDY_ECORRUPT, "native checkpoint in %s: cannot be read: %s", dir,
+                rerr != NULL ? rerr : "no column families");
+    rocksdb_free(rerr);
+    if (nd->names != NULL) /* an empty list, even on failure */
+      rocksdb_list_column_families_destroy(nd->names, nd->n);
+    nd->names = NULL;
+    nd->n = 0;
+    return EDDY_ECORRUPT;
+  }
+  const rocksdb_options_t **opts = malloc(nd->n * sizeof *opts);
+  nd->cfs = calloc(nd->n, sizeof *nd->cfs);
+  if (opts == NULL || nd->cfs == NULL) {
+    free(opts);
+    native_close(nd);
+    return eddy_seterr(err, EDDY_ENOMEM, "out of memory opening a native checkpoint");
+  }
+  for (size_t i = 0; i < nd->n; i++)
+    opts[i] = o;
+  nd->db = rocksdb_open_for_read_only_column_families(o, dir, (int)nd->n,
+                                                      (const char *const *)nd->names, opts,
+                                                      nd->cfs, 0, &rerr);
+  free(opts);
+  if (rerr != NULL) {
+    eddy_seterr(err, EDDY_ECORRUPT, "native checkpoint in %s: cannot be opened: %s", dir, rerr);
+    rocksdb_free(rerr);
+    nd->db = NULL;
+    for (size_t i = 0; i < nd->n; i++)
+      nd->cfs[i] = NULL;
+    native_close(nd);
+    return EDDY_ECORRUPT;
+  }
+  return EDDY_OK;
+}
+
+/* Copies the entries of h's key groups out of the native checkpoint in
+ * dir into h's database. */
+static int copy_native(rdb_backend *h, const char *dir, eddy_err *err)
+{
+  native_db nd;
+  int rc = native_open(&nd, h->opts, dir, err);
+  if (rc != EDDY_OK)
+    return rc;
+  char lower[2], upper[2];
+  kg_prefix(h->base.first_key_group, lower);
+  kg_prefix(h->base.last_key_group + 1, upper);
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_fill_cache(ro, 0);
+  rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof upper);
+  for (size_t i = 0; i < nd.n && rc == EDDY_OK; i++) {
+    rocksdb_column_family_handle_t *to = cf_named(h, nd.names[i], err);
+    if (to == NULL) {
+      rc = err != NULL ? err->code : EDDY_EIO;
+      break;
+    }
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(nd.db, ro, nd.cfs[i]);
+    for (rocksdb_iter_seek(it, lower, sizeof lower); rc == EDDY_OK && rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+      size_t kl, vl;
+      const char *k = rocksdb_iter_key(it, &kl);
+      const char *v = rocksdb_iter_value(it, &vl);
+      rocksdb_writebatch_put_cf(h->batch, to, k, kl, v, vl);
+      h->batch_bytes += kl + vl;
+      if (h->batch_bytes >= RESTORE_BATCH_BYTES && (rc = write_batch(h)) != EDDY_OK && err)
+        eddy_err_copy(err, &h->base.err);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    if (rerr != NULL && rc == EDDY_OK) {
+      rc = eddy_seterr(err, EDDY_ECORRUPT, "native checkpoint in %s: state '%s': %s", dir,
+                       nd.names[i], rerr);
+    }
+    rocksdb_free(rerr);
+  }
+  if (rc == EDDY_OK && (rc = write_batch(h)) != EDDY_OK && err)
+    eddy_err_copy(err, &h->base.err);
+  rocksdb_readoptions_destroy(ro);
+  native_close(&nd);
+  return rc;
+}
+
+int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs, int n,
+                                int *adopted, eddy_err *err)
+{
+  if (b == NULL || adopted == NULL || (n > 0 && srcs == NULL) || b->ops->destroy != rdb_destroy)
+    return eddy_seterr(err, EDDY_EINVAL, "a native restore needs a RocksDB backend");
+  rdb_backend *h = (rdb_backend *)b;
+  *adopted = -1;
+  /* the empty database goes; registered states get their families back
+   * from the new one */
+  release_pinned(h);
+  for (uint32_t i = 0; i < h->nstates; i++) {
+    if (h->states[i].own_cf)
+      rocksdb_column_family_handle_destroy(h->states[i].cf);
+    h->states[i].cf = NULL;
+    h->states[i].own_cf = 0;
+  }
+  if (h->default_cf != NULL)
+    rocksdb_column_family_handle_destroy(h->default_cf);
+  h->default_cf = NULL;
+  drop_found(h);
+  rocksdb_close(h->db);
+  h->db = NULL;
+  char *dbpath = join(h->path, "db");
+  if (dbpath == NULL)
+    return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
+  remove_tree(dbpath);
+  int direct = n == 1 && srcs[0].first_key_group == b->first_key_group &&
+               srcs[0].last_key_group == b->last_key_group;
+  if (direct && rename(srcs[0].dir, dbpath) != 0)
+    direct = 0; /* another file system: copied instead */
+  free(dbpath);
+  int rc = open_db(h, !direct, err);
+  for (int i = 0; !direct && i < n && rc == EDDY_OK; i++)
+    rc = copy_native(h, srcs[i].dir, err);
+  /* registered states take their families (or new ones) again */
+  for (uint32_t i = 0; i < h->nstates && rc == EDDY_OK; i++) {
+    const char *name = b->states[i].name;
+    rdb_state *st = &h->states[i];
+    if (strcmp(name, "default") == 0) {
+      st->cf = h->default_cf;
+    } else if ((st->cf = take_found(h, name)) == NULL) {
+      char *rerr = NULL;
+      st->cf = rocksdb_create_column_family(h->db, h->opts, name, &rerr);
+      if (rerr != NULL) {
+        rc = eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): cannot create the column "
+                         "family of state '%s': %s", h->path, name, rerr);
+        rocksdb_free(rerr);
+        st->cf = NULL;
+        break;
+      }
+    }
+    st->own_cf = st->cf != h->default_cf;
+    if (st->dirty != NULL)
+      memset(st->dirty, 1, (size_t)(b->last_key_group - b->first_key_group + 1));
+  }
+  h->native = 1;
+  if (rc == EDDY_OK)
+    *adopted = direct ? 0 : -1;
+  return rc;
+}
+
+int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, eddy_err *err)
+{
+  if (dir == NULL || b == NULL)
+    return eddy_seterr(err, EDDY_EINVAL, "no native checkpoint folder or no backend");
+  rocksdb_options_t *o = rocksdb_options_create();
+  rocksdb_mergeoperator_t *merge = rocksdb_mergeoperator_create(
+      NULL, no_destructor, list_full_merge, list_partial_merge, list_merge_free, list_merge_name);
+  rocksdb_options_set_merge_operator(o, merge);
+  rocksdb_options_set_info_log_level(o, 5);
+  native_db nd;
+  int rc = native_open(&nd, o, dir, err);
+  int maxp, first, last;
+  eddy_backend_key_groups(b, &maxp, &first, &last);
+  char lower[2], upper[2];
+  kg_prefix(first, lower);
+  kg_prefix(last + 1, upper);
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_fill_cache(ro, 0);
+  rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof upper);
+  for (size_t i = 0; rc == EDDY_OK && i < nd.n; i++) {
+    uint32_t id = 0, count = eddy_backend_state_count(b);
+    while (id < count && strcmp(eddy_backend_state_name(b, id), nd.names[i]) != 0)
+      id++;
+    rowreader rr;
+    memset(&rr, 0, sizeof rr);
+    eddy_buf_init(&rr.buf);
+    rr.it = rocksdb_create_iterator_cf(nd.db, ro, nd.cfs[i]);
+    rr.lower = lower;
+    rr.lower_len = sizeof lower;
+    rr.state = id;
+    rr.state_name = nd.names[i];
+    rr.is_map = id < count && eddy_backend_state_kind(b, id) == EDDY_STATE_MAP;
+    eddy_row row;
+    eddy_slice v;
+    while (rc == EDDY_OK && (rc = reader_next(&rr, &row, &v, err)) == EDDY_OK) {
+      if (id == count) {
+        /* the default family is always there, and empty unless a state
+         * is called "default" */
+        rc = eddy_seterr(err, EDDY_ECORRUPT,
+                         "native checkpoint in %s holds rows of state '%s', which its "
+                         "canonical part does not register",
+                         dir, nd.names[i]);
+        break;
+      }
+      if ((rc = eddy_backend_restore_row(b, &row, v.data, v.len)) != EDDY_OK)
+        eddy_seterr(err, rc, "%s", eddy_backend_errmsg(b));
+    }
+    if (rc == EDDY_EEOF)
+      rc = EDDY_OK;
+    reader_free(&rr);
+  }
+  int drc = eddy_backend_restore_done(b);
+  if (rc == EDDY_OK && drc != EDDY_OK)
+    rc = eddy_seterr(err, drc, "%s", eddy_backend_errmsg(b));
+  rocksdb_readoptions_destroy(ro);
+  native_close(&nd);
+  rocksdb_options_destroy(o);
   return rc;
 }
 

@@ -216,7 +216,19 @@ static int encode_timers(eddy_keyed_snapshot *s, eddy_timers *t, int first,
   return EDDY_OK;
 }
 
+static int take(eddy_keyed *k, int rows, eddy_keyed_snapshot **out, eddy_err *err);
+
 int eddy_keyed_snapshot_take(eddy_keyed *k, eddy_keyed_snapshot **out, eddy_err *err)
+{
+  return take(k, 1, out, err);
+}
+
+int eddy_keyed_snapshot_take_timers(eddy_keyed *k, eddy_keyed_snapshot **out, eddy_err *err)
+{
+  return take(k, 0, out, err);
+}
+
+static int take(eddy_keyed *k, int rows, eddy_keyed_snapshot **out, eddy_err *err)
 {
   if (k == NULL || out == NULL)
     return eddy_seterr(err, EDDY_EINVAL, "keyed snapshot: no keyed state or no result pointer");
@@ -233,7 +245,7 @@ int eddy_keyed_snapshot_take(eddy_keyed *k, eddy_keyed_snapshot **out, eddy_err 
   }
   if ((rc = encode_timers(s, eddy_keyed_timers(k), first, last, err)) != EDDY_OK)
     goto fail;
-  if ((rc = eddy_backend_snapshot_open(b, &s->rows)) != EDDY_OK) {
+  if (rows && (rc = eddy_backend_snapshot_open(b, &s->rows)) != EDDY_OK) {
     eddy_seterr(err, rc, "keyed snapshot: %s", eddy_backend_errmsg(b));
     goto fail;
   }
@@ -308,7 +320,7 @@ static int write_groups(eddy_keyed_snapshot *s, sink *o, int64_t totals[3])
 {
   eddy_row row;
   eddy_slice v;
-  int rc = eddy_backend_snapshot_next(s->rows, &row, &v);
+  int rc = s->rows != NULL ? eddy_backend_snapshot_next(s->rows, &row, &v) : EDDY_EEOF;
   size_t ti = 0;
   int prev = -1;
   for (;;) {

@@ -70,6 +70,15 @@ int eddy_keyed_snapshot_take(eddy_keyed *k, eddy_keyed_snapshot **out,
                              eddy_err *err);
 
 /*
+ * The same without the rows: the states (names and kinds) and the timers
+ * only, beside a backend's native snapshot of the rows (an incremental
+ * checkpoint of RocksDB), whose restore registers the states first. The
+ * backend is not touched.
+ */
+int eddy_keyed_snapshot_take_timers(eddy_keyed *k, eddy_keyed_snapshot **out,
+                                    eddy_err *err);
+
+/*
  * Any one thread, the asynchronous part: writes the whole stream through
  * write(ud, bytes, n), in pieces of up to a few hundred KiB. write returns 0
  * when it took all n bytes, else an error code, which stops the writing and
