@@ -58,3 +58,7 @@ end
 io.write("\n")
 io.flush()
 assert(os.execute(lua .. " scripts/bench/checkpoint.lua " .. math.min(runs, 3)), "checkpoint.lua failed")
+-- Incremental checkpoints on RocksDB against full ones of the same state.
+io.write("\n")
+io.flush()
+assert(os.execute(lua .. " scripts/bench/incremental.lua " .. math.min(runs, 3)), "incremental.lua failed")

@@ -245,4 +245,32 @@ describe("examples", function()
     assert.is_true(#expected >= 5)
     assert.are.same(expected, lines)
   end)
+
+  it("order_stats_rocksdb.lua shows incremental checkpoints writing a fraction of the state", function()
+    local dir = run.tmpdir()
+    local out, err, code = run.eddy("run", run.root .. "/examples/order_stats_rocksdb.lua", dir .. "/chk")
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    local lines = run.lines(out)
+    -- 250,000 orders from 500 regulars: 10 reports of 50 each
+    assert.equal("300000 orders, 5000 reports of 50 orders", lines[1])
+    local rows = {}
+    for i = 3, #lines do
+      local id, written, state = lines[i]:match("^%s*(%d+)%s+([%d.]+) KB%s+([%d.]+) KB")
+      rows[#rows + 1] = { id = tonumber(id), written = tonumber(written), state = tonumber(state) }
+    end
+    assert.is_true(#rows >= 4, out)
+    -- the first uploads everything; later ones (RocksDB's compactions
+    -- aside) a small part; the last is the final one
+    assert.equal(rows[1].written, rows[1].state)
+    local small = 0
+    for i = 2, #rows - 1 do
+      if rows[i].written < rows[i].state / 10 then
+        small = small + 1
+      end
+    end
+    assert.is_true(small >= 2, out)
+    assert.truthy(lines[#lines]:find("(final: every subtask finished)", 1, true))
+    run.cleanup()
+  end)
 end)
