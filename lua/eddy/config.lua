@@ -400,6 +400,10 @@ local STATE_BACKEND = M.table_of {
   -- RocksDB's working folders go in here (default: $TMPDIR/eddy-rocksdb)
   dir = LOCAL_DIR,
   incremental = M.boolean { default = false }, -- Flink's default
+  -- where timers live (Flink's timer-service.factory): beside the state in
+  -- eddy's timer service, which is what this version has. Flink's default
+  -- for RocksDB is in RocksDB, which it refuses plainly.
+  timers = M.enum { "heap", "rocksdb", default = "heap" },
   predefined = M.enum {
     "default", "spinning_disk_optimized", "spinning_disk_optimized_high_mem",
     "flash_ssd_optimized", default = "default",
@@ -600,6 +604,10 @@ local FLINK = {
   ["state.backend.incremental"] = "state_backend.incremental",
   ["execution.checkpointing.incremental"] = "state_backend.incremental",
   ["state.backend.rocksdb.localdir"] = "state_backend.dir",
+  ["state.backend.rocksdb.timer-service.factory"] = {
+    path = "state_backend.timers",
+    spec = flink_enum { { "HEAP", "heap" }, { "ROCKSDB", "rocksdb" } },
+  },
   ["state.backend.rocksdb.predefined-options"] = {
     path = "state_backend.predefined",
     spec = flink_enum {

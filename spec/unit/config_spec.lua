@@ -30,7 +30,7 @@ local DEFAULT_JOB = {
   name = "job",
   parallelism = 1,
   state_backend = {
-    type = "heap", incremental = false, predefined = "default", options = {},
+    type = "heap", incremental = false, timers = "heap", predefined = "default", options = {},
     memory = { managed = true, write_buffer_ratio = 0.5, high_prio_pool_ratio = 0.1 },
   },
   checkpoint = {
@@ -307,7 +307,8 @@ describe("eddy.config", function()
       local cfg = config.job {
         name = "order-stats", parallelism = 4, max_parallelism = 256, executor = "INLINE",
         state_backend = {
-          type = "rocksdb", dir = "/tmp/r", incremental = true, predefined = "flash_ssd_optimized",
+          type = "rocksdb", dir = "/tmp/r", incremental = true, timers = "heap",
+          predefined = "flash_ssd_optimized",
           options = {
             write_buffer_size = "64MB", max_write_buffer_number = 3, target_file_size_base = "64MB",
             block_size = "16kb", block_cache_size = "256MB", bloom_filter_bits = 10,
@@ -332,7 +333,8 @@ describe("eddy.config", function()
       assert.same({
         name = "order-stats", parallelism = 4, max_parallelism = 256, executor = "inline",
         state_backend = {
-          type = "rocksdb", dir = "/tmp/r", incremental = true, predefined = "flash_ssd_optimized",
+          type = "rocksdb", dir = "/tmp/r", incremental = true, timers = "heap",
+          predefined = "flash_ssd_optimized",
           options = {
             write_buffer_size = 67108864, max_write_buffer_number = 3, target_file_size_base = 67108864,
             block_size = 16384, block_cache_size = 268435456, bloom_filter_bits = 10,
@@ -545,6 +547,7 @@ describe("eddy.config", function()
           ["state.backend.rocksdb.use-bloom-filter"] = "true",
           ["state.backend.rocksdb.bloom-filter.bits-per-key"] = "12.5",
           ["state.backend.rocksdb.thread.num"] = "8",
+          ["state.backend.rocksdb.timer-service.factory"] = "HEAP",
           ["state.backend.rocksdb.memory.managed"] = "false",
           ["state.backend.rocksdb.memory.fixed-per-slot"] = "128 mb",
           ["state.backend.rocksdb.memory.write-buffer-ratio"] = "0.6",
@@ -569,7 +572,7 @@ describe("eddy.config", function()
         assert.same({
           name = "wordcount", parallelism = 4, max_parallelism = 128,
           state_backend = {
-            type = "rocksdb", dir = "/tmp/rocks", incremental = true,
+            type = "rocksdb", dir = "/tmp/rocks", incremental = true, timers = "heap",
             predefined = "spinning_disk_optimized_high_mem",
             options = {
               write_buffer_size = 67108864, max_write_buffer_number = 4, target_file_size_base = 33554432,
@@ -789,7 +792,7 @@ describe("eddy.config", function()
       local cfg = config.harness { process = fns, key_by = key, backend = "rocksdb", max_parallelism = 16,
         restore = "/tmp/sp" }
       assert.equal(key, cfg.key_by)
-      assert.same({ type = "rocksdb", incremental = false, predefined = "default", options = {},
+      assert.same({ type = "rocksdb", incremental = false, timers = "heap", predefined = "default", options = {},
         memory = { managed = true, write_buffer_ratio = 0.5, high_prio_pool_ratio = 0.1 } }, cfg.state_backend)
       assert.equal(16, cfg.max_parallelism)
       assert.equal("/tmp/sp", cfg.restore)
