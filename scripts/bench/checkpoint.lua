@@ -72,6 +72,7 @@ local function build(dir, restore, empty)
     snapshot = function() return n end,
     restore = function(_, pos) n = pos end,
   }
+    :uid("keys")
     :key_by(function(i) return i end)
     :process("state", {
       process = function(ctx, i)
