@@ -173,7 +173,7 @@ function M.inspect(...)
   for _, uid in ipairs(uids) do
     for _, s in ipairs(snap:states(uid)) do
       if opts.state == nil or s.name == opts.state then
-        for key, ns, value, kg in snap:entries(uid, s.name) do
+        for key, ns, value, kg in snap:entries(uid, s.name, s.kind) do
           if key_matches(key) then
             entries[#entries + 1] = { operator = uid, state = s.name, kind = s.kind, key = key,
                                       namespace = ns, key_group = kg, value = value }

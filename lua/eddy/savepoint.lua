@@ -335,12 +335,11 @@ local function states_of(self, op)
     end
     table.sort(out, function(a, b) return a.name < b.name end)
   end
-  local seen = {}
-  for _, s in ipairs(out) do
-    seen[s.name] = true
-  end
+  -- operator states are named by the uid of the operator that keeps them,
+  -- which may also be a keyed state's name: both are listed, told apart by
+  -- their kind
   for _, name in ipairs(sorted_keys(self:_opstate_of(op))) do
-    if type(name) == "string" and not seen[name] then
+    if type(name) == "string" then
       out[#out + 1] = { name = name, kind = "operator" }
     end
   end
@@ -387,12 +386,12 @@ end
 -- The rows of a state: { {key =, namespace =, key_group =, value =} } for
 -- keyed state (by key group, key, namespace), { {key = subtask, value =} }
 -- for operator state.
-local function rows_of(self, uid, name, method)
+local function rows_of(self, uid, name, method, kind)
   local op = self:_op(uid, method)
   if type(name) ~= "string" then
     error(("snap:%s: expected a state name, got %s"):format(method, type(name)), 3)
   end
-  local k = self:_keyed_of(op)
+  local k = kind ~= "operator" and self:_keyed_of(op)
   if k then
     for _, s in ipairs(k:states()) do
       if s.name == name then
@@ -416,10 +415,12 @@ local function rows_of(self, uid, name, method)
     #names > 0 and table.concat(names, ", ") or "none"), 3)
 end
 
--- snap:entries(uid, name) -> an iterator of key, namespace, value (and,
--- for keyed state, the key group): for key, ns, v in snap:entries(...) do
-function Snapshot:entries(uid, name)
-  local rows = rows_of(self, uid, name, "entries")
+-- snap:entries(uid, name [, kind]) -> an iterator of key, namespace, value
+-- (and, for keyed state, the key group): for key, ns, v in snap:entries(...)
+-- do. kind "operator" picks the operator state when a keyed state has the
+-- same name (keyed state is taken first otherwise).
+function Snapshot:entries(uid, name, kind)
+  local rows = rows_of(self, uid, name, "entries", kind)
   local i = 0
   return function()
     i = i + 1
@@ -514,7 +515,7 @@ function Snapshot:summary(only)
         lead = { "", "", "" }
       end
       for _, s in ipairs(self:states(op.uid)) do
-        row(s.name, s.kind, #rows_of(self, op.uid, s.name, "summary"))
+        row(s.name, s.kind, #rows_of(self, op.uid, s.name, "summary", s.kind))
       end
       if op.keyed then
         row("(timers)", "", #self:timers(op.uid))

@@ -107,6 +107,32 @@ describe("eddy.harness", function()
       "h:savepoint: expected a folder")
   end)
 
+  it("lists operator state beside a keyed state of the same name in its snapshot", function()
+    -- the broadcast state is kept under the operator's uid, "n", which is
+    -- also the name of the keyed state
+    local h = eddy.harness {
+      key_by = "k", uid = "n",
+      process = {
+        process = function(ctx) ctx:value_state("n"):update(1) end,
+        process_broadcast = function(ctx, r) ctx:broadcast_state("rules"):put(r, true) end,
+      },
+    }
+    h:push { k = "a" }
+    h:push_broadcast("r1")
+    local snap = h:snapshot()
+    assert.are.same({ { name = "n", kind = "value" }, { name = "n", kind = "operator" } }, snap:states("n"))
+    local keyed, operator = {}, {}
+    for key, _, value in snap:entries("n", "n") do
+      keyed[key] = value
+    end
+    for subtask, _, value in snap:entries("n", "n", "operator") do
+      operator[subtask] = value
+    end
+    assert.are.same({ a = 1 }, keyed)
+    assert.are.same({ [0] = { lists = { rules = { mode = "broadcast", items = { { "r1", true } } } } } },
+      operator)
+  end)
+
   it("hands its savepoint to a job, which restores it at another parallelism", function()
     local run = require "run"
     local fns = {
