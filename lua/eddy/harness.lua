@@ -346,15 +346,7 @@ function Harness:state(name, key, namespace)
   if key == nil then
     return rows
   end
-  local want = core.encode(key)
-  local want_ns = namespace ~= nil and core.encode(namespace) or nil
-  for _, r in ipairs(rows) do
-    local ns = r.namespace ~= nil and core.encode(r.namespace) or nil
-    if ns == want_ns and core.encode(r.key) == want then
-      return r.value
-    end
-  end
-  return nil
+  return savepoint.value_in(rows, key, namespace)
 end
 
 -- Pending timers in firing order, event time first:

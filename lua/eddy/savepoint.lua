@@ -146,6 +146,20 @@ function M.from_file(file, who)
   return self
 end
 
+-- The value of (key, namespace) among rows {key =, namespace =, value =}
+-- (as keyed:rows gives them), compared by canonical encoding; nil if none.
+function M.value_in(rows, key, namespace)
+  local want = core.encode(key)
+  local want_ns = namespace ~= nil and core.encode(namespace) or nil
+  for _, r in ipairs(rows) do
+    local ns = r.namespace ~= nil and core.encode(r.namespace) or nil
+    if ns == want_ns and core.encode(r.key) == want then
+      return r.value
+    end
+  end
+  return nil
+end
+
 -- ---- snapshots that are not on disk: the harness's h:snapshot() ----
 
 -- The files of a snapshot held as strings, read as a SnapshotFile is.
@@ -447,15 +461,7 @@ function Snapshot:state(uid, name, key, namespace)
   if key == nil then
     return rows
   end
-  local want = core.encode(key)
-  local want_ns = namespace ~= nil and core.encode(namespace) or nil
-  for _, r in ipairs(rows) do
-    local ns = r.namespace ~= nil and core.encode(r.namespace) or nil
-    if ns == want_ns and core.encode(r.key) == want then
-      return r.value
-    end
-  end
-  return nil
+  return M.value_in(rows, key, namespace)
 end
 
 -- snap:timers(uid) -> pending timers, event time first, each kind in

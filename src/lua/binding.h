@@ -77,6 +77,17 @@ void eddy_open_job(lua_State *L, int ctx);
 void eddy_open_io(lua_State *L, int ctx);
 void eddy_open_checkpoint(lua_State *L, int ctx);
 void eddy_open_snapshot_reader(lua_State *L, int ctx);
+
+/* Pushes a table of what a checkpoint or savepoint is: path, name, id,
+ * job, kind, time and job_name (when _metadata has it) (checkpoint.c). */
+struct eddy_chk;
+void eddy_lua_push_chk_summary(lua_State *L, struct eddy_chk *c);
+
+/* Restores the keyed snapshot that reader r reads (a checkpoint's .keyed
+ * file) into k, then closes r whatever happens (checkpoint.c). */
+struct eddy_chk_reader;
+struct eddy_keyed;
+int eddy_lua_restore_keyed(struct eddy_keyed *k, struct eddy_chk_reader *r, eddy_err *err);
 void eddy_open_control(lua_State *L, int ctx);
 
 /* The control socket userdata at idx (control.c), for job:run(control). */

@@ -9,6 +9,8 @@
 
 #include "lua/binding.h"
 #include "runtime/storage.h"
+#include "state/keyed.h"
+#include "state/snapshot.h"
 
 typedef struct damaged_list {
   lua_State *L;
@@ -57,13 +59,36 @@ static int l_checkpoint_latest(lua_State *L)
  * keyed = "canonical" | "native"}, ...}, shared = {{name =, size =}, ...},
  * metadata = JSON text} after checking every file; raises with what is
  * damaged. */
-static int l_checkpoint_info(lua_State *L)
-{
+typedef struct part_source {
+  eddy_chk_reader *r;
   eddy_err err;
-  eddy_chk *c;
-  if (eddy_chk_open(luaL_checkstring(L, 1), &c, &err) != EDDY_OK)
-    return eddy_lua_raise(L, &err);
-  lua_createtable(L, 0, 9);
+} part_source;
+
+static int read_part(void *ud, const void **p, size_t *n)
+{
+  part_source *src = ud;
+  return eddy_chk_reader_next(src->r, p, n, &src->err);
+}
+
+int eddy_lua_restore_keyed(eddy_keyed *k, eddy_chk_reader *r, eddy_err *err)
+{
+  part_source src = {r, {EDDY_OK, ""}};
+  /* decompressing on another thread overlaps with putting the rows in;
+   * if that thread cannot be had, the restore only takes longer */
+  eddy_err ahead_err;
+  eddy_chk_reader_ahead(r, &ahead_err);
+  /* the reader checks the file's checksum, which covers every byte */
+  eddy_keyed_source from = {read_part, &src, 1};
+  int rc = eddy_keyed_restore(k, &from, err);
+  eddy_chk_reader_close(r);
+  if (rc != EDDY_OK && src.err.code != EDDY_OK)
+    eddy_err_copy(err, &src.err); /* the file's own problem says more */
+  return rc;
+}
+
+void eddy_lua_push_chk_summary(lua_State *L, eddy_chk *c)
+{
+  lua_createtable(L, 0, 10);
   lua_pushstring(L, eddy_chk_path(c));
   lua_setfield(L, -2, "path");
   lua_pushstring(L, eddy_chk_name(c));
@@ -81,6 +106,15 @@ static int l_checkpoint_info(lua_State *L)
     lua_pushstring(L, job_name);
     lua_setfield(L, -2, "job_name");
   }
+}
+
+static int l_checkpoint_info(lua_State *L)
+{
+  eddy_err err;
+  eddy_chk *c;
+  if (eddy_chk_open(luaL_checkstring(L, 1), &c, &err) != EDDY_OK)
+    return eddy_lua_raise(L, &err);
+  eddy_lua_push_chk_summary(L, c);
   /* the subtasks whose state it holds, to match against a job's graph */
   json_t *subtasks = json_object_get(eddy_chk_metadata(c), "subtasks");
   lua_createtable(L, (int)json_array_size(subtasks), 0);

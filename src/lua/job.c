@@ -25,7 +25,6 @@
  * (calling selector only to report a record without it).
  */
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -37,6 +36,7 @@
 #include "runtime/control.h"
 #include "runtime/job.h"
 #include "state/keyed.h"
+#include "util/fs.h"
 #include "util/interrupt.h"
 
 #define JOB_MT "eddy.Job"
@@ -139,55 +139,18 @@ static int ref_field(lua_State *L, int idx, const char *name)
 
 /* ---- restoring from a checkpoint ---- */
 
-typedef struct part_source {
-  eddy_chk_reader *r;
-  eddy_err err;
-} part_source;
-
-static int read_part(void *ud, const void **p, size_t *n)
-{
-  part_source *src = ud;
-  return eddy_chk_reader_next(src->r, p, n, &src->err);
-}
-
 /* The keyed state of this subtask in the checkpoint restored from. */
 static int restore_keyed_from(eddy_task *t, int old_index, eddy_keyed *k, eddy_err *err)
 {
-  part_source src;
-  src.err.code = EDDY_OK;
-  int rc = eddy_task_restore_part_of(t, old_index, "keyed", &src.r, err);
+  eddy_chk_reader *r;
+  int rc = eddy_task_restore_part_of(t, old_index, "keyed", &r, err);
   if (rc == EDDY_ENOTFOUND)
     return EDDY_OK;
   if (rc != EDDY_OK)
     return rc;
-  /* decompressing on another thread overlaps with putting the rows in;
-   * if that thread cannot be had, the restore only takes longer */
-  eddy_err ahead_err;
-  eddy_chk_reader_ahead(src.r, &ahead_err);
-  /* the reader checks the file's checksum, which covers every byte */
-  eddy_keyed_source from = {read_part, &src, 1};
-  rc = eddy_keyed_restore(k, &from, err);
-  eddy_chk_reader_close(src.r);
-  if (rc != EDDY_OK && src.err.code != EDDY_OK)
-    eddy_err_copy(err, &src.err); /* the file's own problem says more */
-  return rc;
+  return eddy_lua_restore_keyed(k, r, err);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0; /* best effort */
-}
-
-static void remove_folder(const char *path)
-{
-  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* The rows of the old subtasks whose keyed state is native (an
  * incremental RocksDB checkpoint): their files are put in folders of the
@@ -234,7 +197,7 @@ static int restore_native(eddy_task *t, eddy_keyed *k, int *olds, int nold, eddy
       break;
     }
     snprintf(dirs[n], sizeof dirs[n], "%s/restore-%d", base, olds[i]);
-    remove_folder(dirs[n]); /* an earlier attempt's */
+    eddy_remove_tree(dirs[n]); /* an earlier attempt's */
     if ((rc = eddy_task_restore_native(t, olds[i], dirs[n], err)) != EDDY_OK)
       break;
     srcs[n] = (eddy_rocksdb_native){dirs[n], first, last};
@@ -249,9 +212,9 @@ static int restore_native(eddy_task *t, eddy_keyed *k, int *olds, int nold, eddy
   for (int i = 0; temp && i < n && rc == EDDY_OK; i++)
     rc = eddy_rocksdb_native_rows(dirs[i], b, err);
   for (int i = 0; i < n; i++)
-    remove_folder(dirs[i]);
+    eddy_remove_tree(dirs[i]);
   if (temp)
-    remove_folder(base);
+    eddy_remove_tree(base);
   free(srcs);
   free(dirs);
   free(from);

@@ -20,7 +20,6 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -32,6 +31,7 @@
 #include "runtime/storage.h"
 #include "state/keygroup.h"
 #include "state/snapshot.h"
+#include "util/fs.h"
 
 #define SNAPSHOT_FILE_MT "eddy.SnapshotFile"
 
@@ -184,24 +184,7 @@ static int l_snapshot_info(lua_State *L)
 {
   eddy_chk *c = check_snapshot(L, 1)->c;
   json_t *meta = eddy_chk_metadata(c);
-  lua_createtable(L, 0, 10);
-  lua_pushstring(L, eddy_chk_path(c));
-  lua_setfield(L, -2, "path");
-  lua_pushstring(L, eddy_chk_name(c));
-  lua_setfield(L, -2, "name");
-  lua_pushinteger(L, eddy_chk_id(c));
-  lua_setfield(L, -2, "id");
-  lua_pushstring(L, eddy_chk_job(c));
-  lua_setfield(L, -2, "job");
-  lua_pushstring(L, eddy_chk_kind(c));
-  lua_setfield(L, -2, "kind");
-  lua_pushinteger(L, eddy_chk_time(c));
-  lua_setfield(L, -2, "time");
-  const char *job_name = json_string_value(json_object_get(meta, "name"));
-  if (job_name != NULL) {
-    lua_pushstring(L, job_name);
-    lua_setfield(L, -2, "job_name");
-  }
+  eddy_lua_push_chk_summary(L, c);
   json_t *subtasks = json_object_get(meta, "subtasks");
   lua_createtable(L, (int)json_array_size(subtasks), 0);
   for (size_t i = 0; i < json_array_size(subtasks); i++) {
@@ -243,44 +226,16 @@ static int l_snapshot_info(lua_State *L)
   return 1;
 }
 
-typedef struct part_source {
-  eddy_chk_reader *r;
-  eddy_err err;
-} part_source;
-
-static int read_part(void *ud, const void **p, size_t *n)
-{
-  part_source *src = ud;
-  return eddy_chk_reader_next(src->r, p, n, &src->err);
-}
-
 /* Restores file `name` of c into k. */
 static int restore_file(eddy_chk *c, eddy_keyed *k, const char *name, eddy_err *err)
 {
-  part_source src;
-  src.err.code = EDDY_OK;
-  int rc = eddy_chk_reader_open(c, name, &src.r, err);
+  eddy_chk_reader *r;
+  int rc = eddy_chk_reader_open(c, name, &r, err);
   if (rc != EDDY_OK)
     return rc;
-  /* the reader checks the file's checksum, which covers every byte */
-  eddy_keyed_source from = {read_part, &src, 1};
-  rc = eddy_keyed_restore(k, &from, err);
-  eddy_chk_reader_close(src.r);
-  if (rc != EDDY_OK && src.err.code != EDDY_OK)
-    eddy_err_copy(err, &src.err); /* the file's own problem says more */
-  return rc;
+  return eddy_lua_restore_keyed(k, r, err);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0; /* best effort */
-}
 
 /* The rows of a native part, when the subtask whose parts list file name
  * has one, into k (whose states the file registered). */
@@ -311,8 +266,32 @@ static int restore_native_of(eddy_chk *c, const char *name, eddy_keyed *k, eddy_
   int rc = eddy_chk_extract_files(c, json_object_get(native, "files"), dir, err);
   if (rc == EDDY_OK)
     rc = eddy_rocksdb_native_rows(dir, eddy_keyed_backend(k), err);
-  nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  eddy_remove_tree(base);
   return rc;
+}
+
+/* Pushes a new eddy.Keyed over every key group of the max parallelism at
+ * argument maxp_arg, on the backend argument backend_arg names (the last
+ * argument; nil: heap). Returns its slot, or NULL with nil and a message
+ * pushed when the backend cannot be made. */
+static eddy_keyed **push_whole_keyed(lua_State *L, int maxp_arg, int backend_arg)
+{
+  lua_Integer maxp = luaL_checkinteger(L, maxp_arg);
+  luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, maxp_arg,
+                "max parallelism must be between 1 and 32768");
+  eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
+  lua_settop(L, backend_arg); /* the backend's place, even when not given */
+  eddy_keyed **slot = eddy_lua_push_keyed(L); /* owns what goes into *slot */
+  eddy_err err;
+  eddy_backend *b;
+  if (eddy_lua_backend_new(L, backend_arg, &cfg, NULL, &b, &err) != EDDY_OK) {
+    lua_pushnil(L);
+    lua_pushstring(L, err.msg);
+    return NULL;
+  }
+  if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
+    eddy_lua_raise(L, &err);
+  return slot;
 }
 
 /* file:keyed(max_parallelism, {names} [, state_backend]) -> an eddy.Keyed
@@ -323,22 +302,11 @@ static int restore_native_of(eddy_chk *c, const char *name, eddy_keyed *k, eddy_
 static int l_snapshot_keyed(lua_State *L)
 {
   eddy_chk *c = check_snapshot(L, 1)->c;
-  lua_Integer maxp = luaL_checkinteger(L, 2);
   luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, 2,
-                "max parallelism must be between 1 and 32768");
-  eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
-  lua_settop(L, 4); /* the backend's place, even when not given */
-  eddy_keyed **slot = eddy_lua_push_keyed(L); /* owns what goes into *slot */
-  eddy_err err;
-  eddy_backend *b;
-  if (eddy_lua_backend_new(L, 4, &cfg, NULL, &b, &err) != EDDY_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
+  eddy_keyed **slot = push_whole_keyed(L, 2, 4);
+  if (slot == NULL)
     return 2;
-  } /* owns what goes into *slot */
-  if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
-    return eddy_lua_raise(L, &err);
+  eddy_err err;
   lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 3, i);
@@ -454,22 +422,11 @@ static int next_bytes(void *ud, const void **p, size_t *n)
  * backend cannot be made. */
 static int l_keyed_from_snapshot(lua_State *L)
 {
-  lua_Integer maxp = luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_argcheck(L, maxp >= 1 && maxp <= EDDY_MAX_PARALLELISM_UPPER, 1,
-                "max parallelism must be between 1 and 32768");
-  eddy_backend_config cfg = {(int)maxp, 0, (int)maxp - 1};
-  lua_settop(L, 3); /* the backend's place, even when not given */
-  eddy_keyed **slot = eddy_lua_push_keyed(L); /* owns what goes into *slot */
-  eddy_err err;
-  eddy_backend *b;
-  if (eddy_lua_backend_new(L, 3, &cfg, NULL, &b, &err) != EDDY_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, err.msg);
+  eddy_keyed **slot = push_whole_keyed(L, 1, 3);
+  if (slot == NULL)
     return 2;
-  }
-  if (eddy_keyed_new(b, slot, &err) != EDDY_OK)
-    return eddy_lua_raise(L, &err);
+  eddy_err err;
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);

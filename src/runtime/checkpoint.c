@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -30,6 +29,7 @@
 #include "runtime/format.h"
 #include "runtime/job_internal.h"
 #include "state/keygroup.h"
+#include "util/fs.h"
 
 /* ---- native parts: files a backend made, shared between checkpoints ---- */
 
@@ -92,22 +92,6 @@ static const native_file *native_set_find(const native_set *ns, const char *name
   return NULL;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0; /* best effort */
-}
-
-static void remove_folder(const char *path)
-{
-  if (path != NULL)
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* ---- snapshots: the parts a subtask's callback adds ---- */
 
@@ -168,7 +152,7 @@ static void free_part(part *p)
   free(p->name);
   eddy_buf_free(&p->blob);
   eddy_keyed_snapshot_free(p->keyed);
-  remove_folder(p->native_dir);
+  eddy_remove_tree(p->native_dir);
   free(p->native_dir);
   free(p->format);
   free(p->prefix);
@@ -212,14 +196,14 @@ int eddy_snapshot_add_native(eddy_snapshot *s, const char *name, const char *for
                              const char *dir, int first, int last)
 {
   if (s->final) {
-    remove_folder(dir); /* a finished subtask keeps no keyed state */
+    eddy_remove_tree(dir); /* a finished subtask keeps no keyed state */
     return EDDY_OK;
   }
   int rc = s->savepoint ? eddy_seterr(&s->err, EDDY_EINVAL,
                                       "a savepoint is canonical: it takes no native part")
                          : check_part_name(s, name);
   if (rc != EDDY_OK) {
-    remove_folder(dir);
+    eddy_remove_tree(dir);
     return rc;
   }
   vertex *v = job_vertex_of(s->task);
@@ -242,7 +226,7 @@ int eddy_snapshot_add_native(eddy_snapshot *s, const char *name, const char *for
   return EDDY_OK;
 nomem:
   if (p == NULL || p->native_dir == NULL)
-    remove_folder(dir);
+    eddy_remove_tree(dir);
   free_part(p); /* removes the folder too */
   return eddy_seterr(&s->err, EDDY_ENOMEM, "out of memory snapshotting %s", name);
 }

@@ -52,7 +52,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <rocksdb/c.h>
 #include <stdint.h>
@@ -63,6 +62,7 @@
 #include <unistd.h>
 
 #include "state/rowkey.h"
+#include "util/fs.h"
 #include "util/msgpack.h"
 
 /* A restore's write batch is written once it holds this much (Flink's
@@ -312,21 +312,6 @@ static void no_destructor(void *state) { (void)state; }
 
 /* ---- the working folder ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)ftw;
-  if (flag == FTW_DP)
-    rmdir(path);
-  else
-    unlink(path);
-  return 0; /* best effort: go on with the rest */
-}
-
-static void remove_tree(const char *path)
-{
-  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 /* mkdir -p; errno is the failing mkdir's. */
 static int make_dirs(char *path)
@@ -438,7 +423,7 @@ static int open_folder(rdb_backend *h, const eddy_rocksdb_config *rc, eddy_err *
         closedir(d);
         return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
       }
-      remove_tree(p);
+      eddy_remove_tree(p);
       free(p);
     }
     if (d != NULL)
@@ -609,7 +594,7 @@ static void rdb_destroy(eddy_backend *b)
     rocksdb_cache_destroy(h->cache);
   eddy_rocksdb_memory_release(h->memory);
   if (h->own_folder)
-    remove_tree(h->path);
+    eddy_remove_tree(h->path);
   if (h->lock_fd >= 0)
     close(h->lock_fd); /* after the removal: nobody may take the folder meanwhile */
   free(h->path);
@@ -1276,7 +1261,7 @@ int eddy_rocksdb_checkpoint(eddy_backend *b, int64_t id, char **dir, eddy_err *e
   char *path = join(h->path, name);
   if (path == NULL)
     return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
-  remove_tree(path); /* an earlier attempt's, given up */
+  eddy_remove_tree(path); /* an earlier attempt's, given up */
   char *rerr = NULL;
   /* WAL off: what is only in the memtables must be in SST files first */
   rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
@@ -1295,7 +1280,7 @@ int eddy_rocksdb_checkpoint(eddy_backend *b, int64_t id, char **dir, eddy_err *e
     eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): a native checkpoint failed: %s", h->path,
                 rerr);
     rocksdb_free(rerr);
-    remove_tree(path);
+    eddy_remove_tree(path);
     free(path);
     return EDDY_EIO;
   }
@@ -1523,7 +1508,7 @@ int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs
   char *dbpath = join(h->path, "db");
   if (dbpath == NULL)
     return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
-  remove_tree(dbpath);
+  eddy_remove_tree(dbpath);
   int direct = n == 1 && srcs[0].first_key_group == b->first_key_group &&
                srcs[0].last_key_group == b->last_key_group;
   if (direct && rename(srcs[0].dir, dbpath) != 0)
