@@ -13,6 +13,12 @@
  * KeyGroupPartitionedPriorityQueue, because key groups are what snapshots
  * write and what a rescale hands from one subtask to another: whole key
  * groups can be listed, added or dropped without touching the others.
+ *
+ * Two implementations keep this promise, as Flink's two timer-service
+ * factories do: in memory (eddy_timers_new, Flink's HEAP), and in the
+ * RocksDB backend's own column families (eddy_backend_timers of a RocksDB
+ * backend, Flink's ROCKSDB), where the timers are part of the database and
+ * so of its native checkpoints.
  */
 #ifndef EDDY_STATE_TIMERS_H
 #define EDDY_STATE_TIMERS_H
@@ -38,7 +44,7 @@ typedef struct eddy_timer {
 } eddy_timer;
 
 /*
- * A timer service for the key groups [first_key_group, last_key_group] of
+ * An in-memory timer service for the key groups [first_key_group, last_key_group] of
  * an operator with max_parallelism key groups. EDDY_EINVAL (message in err,
  * which may be NULL) for a range that is not inside [0, max_parallelism) or
  * a max parallelism outside (0, 32768]; EDDY_ENOMEM.
@@ -46,8 +52,13 @@ typedef struct eddy_timer {
 int eddy_timers_new(int max_parallelism, int first_key_group, int last_key_group,
                     eddy_timers **out, eddy_err *err);
 
-/* Frees t and every pending timer; NULL is fine. */
+/* Frees t and every pending timer; NULL is fine. (A backend's timer
+ * service belongs to the backend, which frees it.) */
 void eddy_timers_free(eddy_timers *t);
+
+/* 1 when t keeps its timers in its backend's storage, so that a native
+ * snapshot of the backend holds them; 0 for the in-memory service. */
+int eddy_timers_in_backend(const eddy_timers *t);
 
 /* The message of the last failed call on t; owned by t, valid until the next
  * call on t. */
@@ -85,7 +96,8 @@ int eddy_timers_peek(eddy_timers *t, eddy_timer_kind kind, eddy_timer *out);
 int eddy_timers_pop(eddy_timers *t, eddy_timer_kind kind, int64_t limit,
                     eddy_timer *out);
 
-/* The number of pending timers of a kind (0 for an unknown kind). */
+/* The number of pending timers of a kind (0 for an unknown kind). In
+ * memory a counter; in RocksDB a scan of the timers, for tests and tools. */
 size_t eddy_timers_count(const eddy_timers *t, eddy_timer_kind kind);
 
 /*
