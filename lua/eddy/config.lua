@@ -400,10 +400,10 @@ local STATE_BACKEND = M.table_of {
   -- RocksDB's working folders go in here (default: $TMPDIR/eddy-rocksdb)
   dir = LOCAL_DIR,
   incremental = M.boolean { default = false }, -- Flink's default
-  -- where timers live (Flink's timer-service.factory): beside the state in
-  -- eddy's timer service, which is what this version has. Flink's default
-  -- for RocksDB is in RocksDB, which it refuses plainly.
-  timers = M.enum { "heap", "rocksdb", default = "heap" },
+  -- where a RocksDB backend keeps timers (Flink's timer-service.factory):
+  -- in RocksDB column families, Flink's default, or in memory beside it.
+  -- The heap backend keeps them in memory whatever this says, as Flink's.
+  timers = M.enum { "heap", "rocksdb", default = "rocksdb" },
   predefined = M.enum {
     "default", "spinning_disk_optimized", "spinning_disk_optimized_high_mem",
     "flash_ssd_optimized", default = "default",

@@ -26,10 +26,6 @@ local function refuse_unavailable(conf)
   if conf.executor == "threads" then
     no("executor 'threads'")
   end
-  if conf.state_backend.timers == "rocksdb" then
-    no("state_backend.timers = \"rocksdb\" (timers kept in RocksDB; \"heap\" keeps them beside "
-      .. "the state, as Flink's timer-service.factory: HEAP)")
-  end
 end
 
 function M.new(tbl, defaults)

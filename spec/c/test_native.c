@@ -234,7 +234,7 @@ static void test_checkpoint_and_restore(void)
   char *src = copy_folder(keep, moved);
   eddy_rocksdb_native one = {src, 0, MAXP - 1};
   int adopted = 9;
-  CHECK_EQ_INT(eddy_rocksdb_restore_native(r, &one, 1, &adopted, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_rocksdb_restore_native(r, &one, 1, NULL, &adopted, &err), EDDY_OK);
   CHECK_EQ_INT(adopted, 0);
   CHECK(access(src, F_OK) != 0); /* moved */
   register_all(r);
@@ -270,7 +270,7 @@ static void test_checkpoint_and_restore(void)
   snprintf(moved, sizeof moved, "%s/restore-0", eddy_rocksdb_backend_path(r));
   src = copy_folder(keep, moved);
   one.dir = src;
-  CHECK_EQ_INT(eddy_rocksdb_restore_native(r, &one, 1, &adopted, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_rocksdb_restore_native(r, &one, 1, NULL, &adopted, &err), EDDY_OK);
   register_all(r);
   CHECK_EQ_INT(id_of(r, "l"), lid);
   got = dump(r, 0, MAXP - 1);
@@ -284,7 +284,7 @@ static void test_checkpoint_and_restore(void)
     int first = half ? MAXP / 2 : 0, last = half ? MAXP - 1 : MAXP / 2 - 1;
     r = rocks(dir2, first, last);
     eddy_rocksdb_native src1 = {keep, 0, MAXP - 1};
-    CHECK_EQ_INT(eddy_rocksdb_restore_native(r, &src1, 1, &adopted, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_rocksdb_restore_native(r, &src1, 1, NULL, &adopted, &err), EDDY_OK);
     CHECK_EQ_INT(adopted, -1);
     CHECK(access(keep, F_OK) == 0); /* copied out of, not moved */
     register_all(r);
@@ -295,7 +295,7 @@ static void test_checkpoint_and_restore(void)
     /* the rows of its range, exactly */
     eddy_backend *h = heap(first, last);
     register_all(h);
-    CHECK_EQ_INT(eddy_rocksdb_native_rows(keep, h, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_rocksdb_native_rows(keep, h, NULL, &err), EDDY_OK);
     char *from_heap = dump(h, first, last);
     CHECK_EQ_STR(got, from_heap);
     CHECK(strlen(got) > 100);
@@ -322,7 +322,7 @@ static void test_checkpoint_and_restore(void)
   }
   r = rocks(dir2, 0, MAXP - 1);
   eddy_rocksdb_native two[2] = {{halves[0], 0, MAXP / 2 - 1}, {halves[1], MAXP / 2, MAXP - 1}};
-  CHECK_EQ_INT(eddy_rocksdb_restore_native(r, two, 2, &adopted, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_rocksdb_restore_native(r, two, 2, NULL, &adopted, &err), EDDY_OK);
   CHECK_EQ_INT(adopted, -1);
   register_all(r);
   got = dump(r, 0, MAXP - 1);
@@ -333,7 +333,7 @@ static void test_checkpoint_and_restore(void)
   /* into a heap backend of every key group */
   eddy_backend *h = heap(0, MAXP - 1);
   register_all(h);
-  CHECK_EQ_INT(eddy_rocksdb_native_rows(keep, h, &err), EDDY_OK);
+  CHECK_EQ_INT(eddy_rocksdb_native_rows(keep, h, NULL, &err), EDDY_OK);
   got = dump(h, 0, MAXP - 1);
   CHECK_EQ_STR(got, want);
   free(got);
@@ -345,15 +345,15 @@ static void test_checkpoint_and_restore(void)
   char *nothing = NULL;
   CHECK_EQ_INT(eddy_rocksdb_checkpoint(h, 1, &nothing, &err), EDDY_EINVAL);
   CHECK(nothing == NULL);
-  CHECK_EQ_INT(eddy_rocksdb_restore_native(h, &one, 1, &adopted, &err), EDDY_EINVAL);
+  CHECK_EQ_INT(eddy_rocksdb_restore_native(h, &one, 1, NULL, &adopted, &err), EDDY_EINVAL);
   uint32_t id;
   CHECK_EQ_INT(eddy_backend_register(h, "v", EDDY_STATE_VALUE, &id), EDDY_OK);
-  CHECK_EQ_INT(eddy_rocksdb_native_rows(keep, h, &err), EDDY_ECORRUPT);
+  CHECK_EQ_INT(eddy_rocksdb_native_rows(keep, h, NULL, &err), EDDY_ECORRUPT);
   CHECK(strstr(err.msg, "holds rows of state 'l', which its canonical part does not "
                         "register") != NULL);
   eddy_backend_destroy(h);
   h = heap(0, MAXP - 1);
-  CHECK_EQ_INT(eddy_rocksdb_native_rows(dir2, h, &err), EDDY_ECORRUPT);
+  CHECK_EQ_INT(eddy_rocksdb_native_rows(dir2, h, NULL, &err), EDDY_ECORRUPT);
   CHECK(strstr(err.msg, "cannot be read") != NULL);
   eddy_backend_destroy(h);
 
@@ -400,7 +400,7 @@ static void test_checkpoints_share_files(void)
   for (int i = 0; i < 3; i++) {
     eddy_backend *h = heap(0, MAXP - 1);
     register_all(h);
-    CHECK_EQ_INT(eddy_rocksdb_native_rows(chks[i], h, &err), EDDY_OK);
+    CHECK_EQ_INT(eddy_rocksdb_native_rows(chks[i], h, NULL, &err), EDDY_OK);
     char *got = dump(h, 0, MAXP - 1);
     CHECK_EQ_STR(got, wants[i]);
     free(got);

@@ -30,7 +30,7 @@ local DEFAULT_JOB = {
   name = "job",
   parallelism = 1,
   state_backend = {
-    type = "heap", incremental = false, timers = "heap", predefined = "default", options = {},
+    type = "heap", incremental = false, timers = "rocksdb", predefined = "default", options = {},
     memory = { managed = true, write_buffer_ratio = 0.5, high_prio_pool_ratio = 0.1 },
   },
   checkpoint = {
@@ -792,7 +792,7 @@ describe("eddy.config", function()
       local cfg = config.harness { process = fns, key_by = key, backend = "rocksdb", max_parallelism = 16,
         restore = "/tmp/sp" }
       assert.equal(key, cfg.key_by)
-      assert.same({ type = "rocksdb", incremental = false, timers = "heap", predefined = "default", options = {},
+      assert.same({ type = "rocksdb", incremental = false, timers = "rocksdb", predefined = "default", options = {},
         memory = { managed = true, write_buffer_ratio = 0.5, high_prio_pool_ratio = 0.1 } }, cfg.state_backend)
       assert.equal(16, cfg.max_parallelism)
       assert.equal("/tmp/sp", cfg.restore)

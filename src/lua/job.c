@@ -205,12 +205,12 @@ static int restore_native(eddy_task *t, eddy_keyed *k, int *olds, int nold, eddy
   }
   if (rc == EDDY_OK && n > 0 && !temp) {
     int adopted;
-    rc = eddy_rocksdb_restore_native(b, srcs, n, &adopted, err);
+    rc = eddy_rocksdb_restore_native(b, srcs, n, eddy_keyed_timers(k), &adopted, err);
     if (rc == EDDY_OK && adopted >= 0)
       eddy_task_adopt_native(t, from[adopted]);
   }
   for (int i = 0; temp && i < n && rc == EDDY_OK; i++)
-    rc = eddy_rocksdb_native_rows(dirs[i], b, err);
+    rc = eddy_rocksdb_native_rows(dirs[i], b, eddy_keyed_timers(k), err);
   for (int i = 0; i < n; i++)
     eddy_remove_tree(dirs[i]);
   if (temp)

@@ -265,7 +265,7 @@ static int restore_native_of(eddy_chk *c, const char *name, eddy_keyed *k, eddy_
   snprintf(dir, sizeof dir, "%s/db", base);
   int rc = eddy_chk_extract_files(c, json_object_get(native, "files"), dir, err);
   if (rc == EDDY_OK)
-    rc = eddy_rocksdb_native_rows(dir, eddy_keyed_backend(k), err);
+    rc = eddy_rocksdb_native_rows(dir, eddy_keyed_backend(k), eddy_keyed_timers(k), err);
   eddy_remove_tree(base);
   return rc;
 }

@@ -616,11 +616,15 @@ static void read_rocksdb_config(lua_State *L, eddy_rocksdb_config *rc)
                                          "spinning_disk_optimized_high_mem",
                                          "flash_ssd_optimized", NULL};
   static const char *const compressions[] = {"zstd", "lz4", "snappy", "none", NULL};
+  static const char *const timer_places[] = {"rocksdb", "heap", NULL};
   lua_getfield(L, -1, "dir");
   rc->dir = luaL_optstring(L, -1, NULL);
   lua_pop(L, 1);
   lua_getfield(L, -1, "predefined");
   rc->predefined = (eddy_rocksdb_profile)luaL_checkoption(L, -1, "default", profiles);
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "timers");
+  rc->timers_in_memory = luaL_checkoption(L, -1, "rocksdb", timer_places) == 1;
   lua_pop(L, 1);
   if (lua_getfield(L, -1, "options") == LUA_TTABLE) {
     rc->write_buffer_size = (uint64_t)opt_option(L, "write_buffer_size", 0);

@@ -75,6 +75,10 @@ int eddy_backend_register(eddy_backend *b, const char *name,
 {
   if (name == NULL || name[0] == '\0')
     return eddy_seterr(&b->err, EDDY_EINVAL, "a state needs a non-empty name");
+  if (strncmp(name, EDDY_RESERVED_STATE_PREFIX, strlen(EDDY_RESERVED_STATE_PREFIX)) == 0)
+    return eddy_seterr(&b->err, EDDY_EINVAL,
+                       "state '%s': names starting with '" EDDY_RESERVED_STATE_PREFIX
+                       "' are kept for timers", name);
   for (uint32_t i = 0; i < b->nstates; i++) {
     if (strcmp(b->states[i].name, name) != 0)
       continue;
@@ -300,6 +304,11 @@ int eddy_backend_restore_row(eddy_backend *b, const eddy_row *row,
 int eddy_backend_restore_done(eddy_backend *b)
 {
   return b->ops->restore_done(b);
+}
+
+struct eddy_timers *eddy_backend_timers(eddy_backend *b)
+{
+  return b->ops->timers != NULL ? b->ops->timers(b) : NULL;
 }
 
 int eddy_backend_state_metrics(eddy_backend *b, uint32_t state, eddy_state_metrics *m)

@@ -54,6 +54,8 @@ typedef struct eddy_backend eddy_backend;
 typedef struct eddy_backend_cursor eddy_backend_cursor;
 typedef struct eddy_backend_snapshot eddy_backend_snapshot;
 
+struct eddy_timers; /* state/timers.h */
+
 typedef struct eddy_backend_config {
   int max_parallelism;
   int first_key_group; /* inclusive range this backend owns */
@@ -112,6 +114,9 @@ typedef struct eddy_rocksdb_config {
    * backend sizes its block cache and write buffers from the options. The
    * backend holds a reference while it lives. */
   struct eddy_rocksdb_memory *memory;
+  /* Where timers live (Flink's state.backend.rocksdb.timer-service.factory):
+   * 0, the default, in RocksDB (ROCKSDB); 1 in memory beside it (HEAP). */
+  int timers_in_memory;
 } eddy_rocksdb_config;
 
 /*
@@ -177,9 +182,14 @@ typedef struct eddy_rocksdb_native {
  * *adopted is 0. Otherwise each is opened read-only and the rows of b's
  * range are copied out of it (Flink's restore of a rescaled subtask), and
  * *adopted is -1; the folders stay. After a failure b must be destroyed.
+ *
+ * Timers in the checkpoints' timer families become b's own timers when b
+ * keeps them in RocksDB; otherwise they are registered in `timers` (the
+ * in-memory service beside b, which may be NULL only when there are none)
+ * and their families dropped.
  */
 int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs, int n,
-                                int *adopted, eddy_err *err);
+                                struct eddy_timers *timers, int *adopted, eddy_err *err);
 
 /*
  * Any backend b: the rows of the native checkpoint in folder dir whose key
@@ -187,9 +197,11 @@ int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs
  * (eddy_backend_restore_row, then eddy_backend_restore_done). Each column
  * family holding rows must be a state registered in b, whose kind says how
  * its rows read (the canonical part beside a native one registers them):
- * EDDY_ECORRUPT otherwise. The folder is only read.
+ * EDDY_ECORRUPT otherwise. The timers of its timer families go into
+ * `timers` (b's timer service). The folder is only read.
  */
-int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, eddy_err *err);
+int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, struct eddy_timers *timers,
+                             eddy_err *err);
 
 /* Destroys b; its cursors and snapshots must have been closed before. */
 void eddy_backend_destroy(eddy_backend *b);
@@ -202,8 +214,13 @@ void eddy_backend_key_groups(const eddy_backend *b, int *max_parallelism,
 
 /* ---- state registry ---- */
 
+/* State names starting with this are the timers' (RocksDB keeps its
+ * timers in column families of these names, as Flink does). */
+#define EDDY_RESERVED_STATE_PREFIX "_timer_state/"
+
 /* Registers a state by name, or finds it if already registered with the
- * same kind. EDDY_EINVAL if the name is taken by another kind. */
+ * same kind. EDDY_EINVAL if the name is taken by another kind or
+ * reserved. */
 int eddy_backend_register(eddy_backend *b, const char *name,
                           eddy_state_kind kind, uint32_t *id);
 
@@ -337,6 +354,11 @@ typedef struct eddy_state_metrics {
   int64_t memtable_bytes;
   int64_t block_cache_bytes;
 } eddy_state_metrics;
+
+/* The timer service the backend keeps in its own storage (RocksDB with
+ * timers in RocksDB, the default), owned by b; NULL when timers are kept
+ * in memory beside it (eddy_timers_new). */
+struct eddy_timers *eddy_backend_timers(eddy_backend *b);
 
 /* Fills m for registered state `state`; EDDY_EUNSUPPORTED when the backend
  * keeps no such figures (the heap backend), m then all -1. */

@@ -55,6 +55,8 @@ typedef struct eddy_backend_ops {
   /* Optional: what the backend can tell of a state's footprint (fields it
    * cannot tell stay -1). */
   int (*state_metrics)(eddy_backend *b, uint32_t state, eddy_state_metrics *m);
+  /* Optional: a timer service kept in the backend's storage. */
+  struct eddy_timers *(*timers)(eddy_backend *b);
   void (*destroy)(eddy_backend *b); /* frees the whole object */
 } eddy_backend_ops;
 

@@ -12,6 +12,7 @@
 struct eddy_keyed {
   eddy_backend *backend;
   eddy_timers *timers;
+  int own_timers; /* in memory, ours; else the backend's */
   eddy_buf key;
   eddy_buf ns;
   int key_group; /* -1 when there is no current key */
@@ -32,8 +33,11 @@ int eddy_keyed_new(eddy_backend *backend, eddy_keyed **out, eddy_err *err)
   k->key_group = -1;
   eddy_backend_key_groups(backend, &k->max_parallelism, &k->first_key_group,
                           &k->last_key_group);
-  int rc = eddy_timers_new(k->max_parallelism, k->first_key_group, k->last_key_group,
-                           &k->timers, err);
+  k->timers = eddy_backend_timers(backend);
+  k->own_timers = k->timers == NULL;
+  int rc = k->own_timers ? eddy_timers_new(k->max_parallelism, k->first_key_group,
+                                           k->last_key_group, &k->timers, err)
+                         : EDDY_OK;
   if (rc != EDDY_OK) {
     eddy_keyed_free(k);
     return rc;
@@ -46,8 +50,9 @@ void eddy_keyed_free(eddy_keyed *k)
 {
   if (k == NULL)
     return;
+  if (k->own_timers)
+    eddy_timers_free(k->timers);
   eddy_backend_destroy(k->backend);
-  eddy_timers_free(k->timers);
   eddy_buf_free(&k->key);
   eddy_buf_free(&k->ns);
   free(k);

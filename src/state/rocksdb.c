@@ -61,6 +61,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "state/rocksdb_timers.h"
 #include "state/rowkey.h"
 #include "util/fs.h"
 #include "util/msgpack.h"
@@ -153,6 +154,10 @@ typedef struct rdb_backend {
   char **found_names;
   int nfound;
   int native; /* the database came from a native checkpoint */
+  /* timers in RocksDB (NULL when they are kept in memory) and their
+   * column families, by eddy_timer_kind */
+  eddy_timers *timers;
+  rocksdb_column_family_handle_t *timer_cf[2];
 } rdb_backend;
 
 /* ---- errors ---- */
@@ -563,10 +568,14 @@ static int build_options(rdb_backend *h, const eddy_rocksdb_config *rc, eddy_err
 
 static void drop_found(rdb_backend *h);
 
+static void release_timer_families(rdb_backend *h);
+
 static void rdb_destroy(eddy_backend *b)
 {
   rdb_backend *h = (rdb_backend *)b;
   release_pinned(h);
+  release_timer_families(h);
+  eddy_timers_free(h->timers);
   for (uint32_t i = 0; i < h->nstates; i++) {
     if (h->states[i].own_cf)
       rocksdb_column_family_handle_destroy(h->states[i].cf);
@@ -1268,6 +1277,9 @@ int eddy_rocksdb_checkpoint(eddy_backend *b, int64_t id, char **dir, eddy_err *e
   rocksdb_flushoptions_set_wait(fo, 1);
   for (uint32_t i = 0; i < h->nstates && rerr == NULL; i++)
     rocksdb_flush_cf(h->db, fo, h->states[i].cf, &rerr);
+  for (int k = 0; k < 2 && rerr == NULL; k++)
+    if (h->timer_cf[k] != NULL)
+      rocksdb_flush_cf(h->db, fo, h->timer_cf[k], &rerr);
   rocksdb_flushoptions_destroy(fo);
   rocksdb_checkpoint_t *cp = NULL;
   if (rerr == NULL)
@@ -1483,8 +1495,119 @@ static int copy_native(rdb_backend *h, const char *dir, eddy_err *err)
   return rc;
 }
 
+/* ---- timers in RocksDB ----
+ *
+ * The timer service of rocksdb_timers.c keeps its rows in two column
+ * families of this database, which the backend owns and hands over again
+ * whenever the database is replaced by a restored one. */
+
+static const char *const timer_family[2] = {EDDY_RDB_TIMER_CF_EVENT,
+                                            EDDY_RDB_TIMER_CF_PROCESSING};
+
+static eddy_timers *rdb_timers(eddy_backend *b) { return ((rdb_backend *)b)->timers; }
+
+/* The timers forget the database, and the families' handles go (the
+ * families stay in the database). */
+static void release_timer_families(rdb_backend *h)
+{
+  if (h->timers != NULL)
+    eddy_rdb_timers_detach(h->timers);
+  for (int k = 0; k < 2; k++) {
+    if (h->timer_cf[k] != NULL)
+      rocksdb_column_family_handle_destroy(h->timer_cf[k]);
+    h->timer_cf[k] = NULL;
+  }
+}
+
+/* The timers take their families (found in a restored database, or new)
+ * and read their first timers. */
+static int take_timer_families(rdb_backend *h, eddy_err *err)
+{
+  for (int k = 0; k < 2; k++) {
+    if ((h->timer_cf[k] = take_found(h, timer_family[k])) != NULL)
+      continue;
+    char *rerr = NULL;
+    h->timer_cf[k] = rocksdb_create_column_family(h->db, h->opts, timer_family[k], &rerr);
+    if (rerr != NULL) {
+      eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): cannot create the column family of "
+                  "the timers: %s", h->path, rerr);
+      rocksdb_free(rerr);
+      h->timer_cf[k] = NULL;
+      return EDDY_EIO;
+    }
+  }
+  int rc = eddy_rdb_timers_attach(h->timers, h->db, h->wo, h->timer_cf);
+  if (rc != EDDY_OK)
+    eddy_seterr(err, rc, "%s", eddy_timers_errmsg(h->timers));
+  return rc;
+}
+
+/* Registers into `into` the timers of family cf of db (a timer family of
+ * kind `kind`) whose key groups are in [first, last]; where names the
+ * database in messages. */
+static int timer_rows_into(rocksdb_t *db, rocksdb_column_family_handle_t *cf,
+                           eddy_timer_kind kind, int first, int last, eddy_timers *into,
+                           const char *where, eddy_err *err)
+{
+  char lower[2], upper[2];
+  kg_prefix(first, lower);
+  kg_prefix(last + 1, upper);
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  rocksdb_readoptions_set_fill_cache(ro, 0);
+  rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof upper);
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db, ro, cf);
+  int rc = EDDY_OK;
+  for (rocksdb_iter_seek(it, lower, sizeof lower); rc == EDDY_OK && rocksdb_iter_valid(it);
+       rocksdb_iter_next(it)) {
+    size_t n;
+    const char *row = rocksdb_iter_key(it, &n);
+    eddy_timer t;
+    if (eddy_rdb_timer_parse(row, n, &t) != EDDY_OK)
+      rc = eddy_seterr(err, EDDY_ECORRUPT, "%s: a damaged timer row in %s", where,
+                       timer_family[kind]);
+    else if (into == NULL)
+      rc = eddy_seterr(err, EDDY_EINVAL, "%s: timers to restore, but no timer service", where);
+    else if ((rc = eddy_timers_register(into, kind, &t, NULL)) != EDDY_OK)
+      eddy_seterr(err, rc, "%s: restoring a timer: %s", where, eddy_timers_errmsg(into));
+  }
+  char *rerr = NULL;
+  rocksdb_iter_get_error(it, &rerr);
+  if (rerr != NULL && rc == EDDY_OK)
+    rc = eddy_seterr(err, EDDY_ECORRUPT, "%s: reading the timers: %s", where, rerr);
+  rocksdb_free(rerr);
+  rocksdb_iter_destroy(it);
+  rocksdb_readoptions_destroy(ro);
+  return rc;
+}
+
+/* A restored database whose timers are to live in memory: its timer rows
+ * go into `into`, and their families are dropped, or the next native
+ * checkpoint would carry them beside the in-memory ones. */
+static int move_found_timers(rdb_backend *h, eddy_timers *into, eddy_err *err)
+{
+  int rc = EDDY_OK;
+  for (int k = 0; k < 2; k++) {
+    rocksdb_column_family_handle_t *cf = take_found(h, timer_family[k]);
+    if (cf == NULL)
+      continue;
+    if (rc == EDDY_OK)
+      rc = timer_rows_into(h->db, cf, (eddy_timer_kind)k, h->base.first_key_group,
+                           h->base.last_key_group, into, h->path, err);
+    char *rerr = NULL;
+    if (rc == EDDY_OK)
+      rocksdb_drop_column_family(h->db, cf, &rerr);
+    if (rerr != NULL) {
+      rc = eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): dropping the restored timers' "
+                       "column family failed: %s", h->path, rerr);
+      rocksdb_free(rerr);
+    }
+    rocksdb_column_family_handle_destroy(cf);
+  }
+  return rc;
+}
+
 int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs, int n,
-                                int *adopted, eddy_err *err)
+                                eddy_timers *timers, int *adopted, eddy_err *err)
 {
   if (b == NULL || adopted == NULL || (n > 0 && srcs == NULL) || b->ops->destroy != rdb_destroy)
     return eddy_seterr(err, EDDY_EINVAL, "a native restore needs a RocksDB backend");
@@ -1493,6 +1616,7 @@ int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs
   /* the empty database goes; registered states get their families back
    * from the new one */
   release_pinned(h);
+  release_timer_families(h);
   for (uint32_t i = 0; i < h->nstates; i++) {
     if (h->states[i].own_cf)
       rocksdb_column_family_handle_destroy(h->states[i].cf);
@@ -1538,13 +1662,16 @@ int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs
     if (st->dirty != NULL)
       memset(st->dirty, 1, (size_t)(b->last_key_group - b->first_key_group + 1));
   }
+  if (rc == EDDY_OK)
+    rc = h->timers != NULL ? take_timer_families(h, err) : move_found_timers(h, timers, err);
   h->native = 1;
   if (rc == EDDY_OK)
     *adopted = direct ? 0 : -1;
   return rc;
 }
 
-int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, eddy_err *err)
+int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, eddy_timers *timers,
+                             eddy_err *err)
 {
   if (dir == NULL || b == NULL)
     return eddy_seterr(err, EDDY_EINVAL, "no native checkpoint folder or no backend");
@@ -1564,6 +1691,11 @@ int eddy_rocksdb_native_rows(const char *dir, eddy_backend *b, eddy_err *err)
   rocksdb_readoptions_set_fill_cache(ro, 0);
   rocksdb_readoptions_set_iterate_upper_bound(ro, upper, sizeof upper);
   for (size_t i = 0; rc == EDDY_OK && i < nd.n; i++) {
+    eddy_timer_kind kind;
+    if (eddy_rdb_timer_family(nd.names[i], &kind)) {
+      rc = timer_rows_into(nd.db, nd.cfs[i], kind, first, last, timers, dir, err);
+      continue;
+    }
     uint32_t id = 0, count = eddy_backend_state_count(b);
     while (id < count && strcmp(eddy_backend_state_name(b, id), nd.names[i]) != 0)
       id++;
@@ -1646,6 +1778,7 @@ static const eddy_backend_ops rdb_ops = {
   .restore_row = rdb_restore_row,
   .restore_done = rdb_restore_done,
   .state_metrics = rdb_state_metrics,
+  .timers = rdb_timers,
   .destroy = rdb_destroy,
 };
 
@@ -1708,6 +1841,11 @@ int eddy_rocksdb_backend_new(const eddy_backend_config *cfg, const eddy_rocksdb_
   h->wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_disable_WAL(h->wo, 1);
   h->batch = rocksdb_writebatch_create();
+  if (!rcfg->timers_in_memory &&
+      ((rc = eddy_rdb_timers_new(cfg->max_parallelism, cfg->first_key_group,
+                                 cfg->last_key_group, h->path, &h->timers, err)) != EDDY_OK ||
+       (rc = take_timer_families(h, err)) != EDDY_OK))
+    goto fail;
   *out = &h->base;
   return EDDY_OK;
 fail:

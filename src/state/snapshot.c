@@ -243,7 +243,10 @@ static int take(eddy_keyed *k, int rows, eddy_keyed_snapshot **out, eddy_err *er
     rc = eddy_seterr(err, EDDY_ENOMEM, "keyed snapshot: out of memory");
     goto fail;
   }
-  if ((rc = encode_timers(s, eddy_keyed_timers(k), first, last, err)) != EDDY_OK)
+  /* beside a native snapshot, timers kept in the backend are in it */
+  eddy_timers *timers = eddy_keyed_timers(k);
+  if ((rows || !eddy_timers_in_backend(timers)) &&
+      (rc = encode_timers(s, timers, first, last, err)) != EDDY_OK)
     goto fail;
   if (rows && (rc = eddy_backend_snapshot_open(b, &s->rows)) != EDDY_OK) {
     eddy_seterr(err, rc, "keyed snapshot: %s", eddy_backend_errmsg(b));

@@ -72,8 +72,9 @@ int eddy_keyed_snapshot_take(eddy_keyed *k, eddy_keyed_snapshot **out,
 /*
  * The same without the rows: the states (names and kinds) and the timers
  * only, beside a backend's native snapshot of the rows (an incremental
- * checkpoint of RocksDB), whose restore registers the states first. The
- * backend is not touched.
+ * checkpoint of RocksDB), whose restore registers the states first. Timers
+ * the backend keeps itself (eddy_timers_in_backend) are in the native
+ * snapshot, so not here. The backend is not touched.
  */
 int eddy_keyed_snapshot_take_timers(eddy_keyed *k, eddy_keyed_snapshot **out,
                                     eddy_err *err);
