@@ -240,8 +240,9 @@ describe("incremental RocksDB checkpoints", function()
       assert_state(job_dir .. "/chk-" .. id, model(id - 1), "chk-" .. id)
     end
 
-    -- restored at parallelism 2 (each subtask takes its key groups out of
-    -- the old files), at 1 (the files become the database), and on the
+    -- restored at parallelism 2 (each subtask opens the old files and
+    -- deletes the other's key groups), at 1 (the files become the
+    -- database as they are), and on the
     -- heap backend at 3, it goes on and stops with a canonical savepoint
     local from = job_dir .. "/chk-" .. PHASES
     for _, p in ipairs { 2, 1, 3 } do

@@ -176,12 +176,14 @@ typedef struct eddy_rocksdb_native {
 /*
  * Main thread, before any row went into RocksDB backend b (states may be
  * registered already: they keep their ids): b's rows become those of the
- * native checkpoints srcs[0..n) that lie in b's key-group range. A single
- * one of exactly b's key groups becomes b's database as it is: its folder
- * is moved (it must be on b's file system, e.g. in the working folder) and
- * *adopted is 0. Otherwise each is opened read-only and the rows of b's
- * range are copied out of it (Flink's restore of a rescaled subtask), and
- * *adopted is -1; the folders stay. After a failure b must be destroyed.
+ * native checkpoints srcs[0..n) that lie in b's key-group range, as Flink
+ * restores a subtask: the one sharing the most key groups with b becomes
+ * b's database as it is (its folder is moved, so it must be on b's file
+ * system, e.g. in the working folder; *adopted is its index), with the
+ * rows of key groups outside b's range deleted by range; the others are
+ * opened read-only and the rows of b's range copied out of them (their
+ * folders stay). When the base cannot be moved, every one is copied and
+ * *adopted is -1. After a failure b must be destroyed.
  *
  * Timers in the checkpoints' timer families become b's own timers when b
  * keeps them in RocksDB; otherwise they are registered in `timers` (the

@@ -1495,6 +1495,31 @@ static int copy_native(rdb_backend *h, const char *dir, eddy_err *err)
   return rc;
 }
 
+/* The base database of a rescaled restore held key groups [first, last]:
+ * those outside b's range go, in every column family, by range deletions
+ * (a few tombstones, however many rows), as Flink does. */
+static int delete_other_groups(rdb_backend *h, int first, int last, eddy_err *err)
+{
+  char lo[2], hi[2], end[2] = {(char)0x80, 0}; /* every key group is below 0x8000 */
+  kg_prefix(h->base.first_key_group, lo);
+  kg_prefix(h->base.last_key_group + 1, hi);
+  int before = first < h->base.first_key_group, after = last > h->base.last_key_group;
+  char *rerr = NULL;
+  for (int i = -1; i < h->nfound && rerr == NULL && (before || after); i++) {
+    rocksdb_column_family_handle_t *cf = i < 0 ? h->default_cf : h->found[i];
+    if (before)
+      rocksdb_delete_range_cf(h->db, h->wo, cf, "\0\0", 2, lo, sizeof lo, &rerr);
+    if (after && rerr == NULL)
+      rocksdb_delete_range_cf(h->db, h->wo, cf, hi, sizeof hi, end, sizeof end, &rerr);
+  }
+  if (rerr == NULL)
+    return EDDY_OK;
+  eddy_seterr(err, EDDY_EIO, "rocksdb backend (%s): dropping the key groups of other subtasks "
+              "failed: %s", h->path, rerr);
+  rocksdb_free(rerr);
+  return EDDY_EIO;
+}
+
 /* ---- timers in RocksDB ----
  *
  * The timer service of rocksdb_timers.c keeps its rows in two column
@@ -1633,14 +1658,28 @@ int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs
   if (dbpath == NULL)
     return eddy_seterr(err, EDDY_ENOMEM, "rocksdb backend: out of memory");
   eddy_remove_tree(dbpath);
-  int direct = n == 1 && srcs[0].first_key_group == b->first_key_group &&
-               srcs[0].last_key_group == b->last_key_group;
-  if (direct && rename(srcs[0].dir, dbpath) != 0)
-    direct = 0; /* another file system: copied instead */
+  /* Flink's restore: the old subtask sharing the most key groups with b
+   * is the base, opened as it is; the others' rows are copied in */
+  int base = -1, most = 0;
+  for (int i = 0; i < n; i++) {
+    int from = srcs[i].first_key_group > b->first_key_group ? srcs[i].first_key_group
+                                                             : b->first_key_group;
+    int to = srcs[i].last_key_group < b->last_key_group ? srcs[i].last_key_group
+                                                         : b->last_key_group;
+    if (to - from + 1 > most) {
+      most = to - from + 1;
+      base = i;
+    }
+  }
+  if (base >= 0 && rename(srcs[base].dir, dbpath) != 0)
+    base = -1; /* another file system: copied instead */
   free(dbpath);
-  int rc = open_db(h, !direct, err);
-  for (int i = 0; !direct && i < n && rc == EDDY_OK; i++)
-    rc = copy_native(h, srcs[i].dir, err);
+  int rc = open_db(h, base < 0, err);
+  if (rc == EDDY_OK && base >= 0)
+    rc = delete_other_groups(h, srcs[base].first_key_group, srcs[base].last_key_group, err);
+  for (int i = 0; i < n && rc == EDDY_OK; i++)
+    if (i != base)
+      rc = copy_native(h, srcs[i].dir, err);
   /* registered states take their families (or new ones) again */
   for (uint32_t i = 0; i < h->nstates && rc == EDDY_OK; i++) {
     const char *name = b->states[i].name;
@@ -1666,7 +1705,7 @@ int eddy_rocksdb_restore_native(eddy_backend *b, const eddy_rocksdb_native *srcs
     rc = h->timers != NULL ? take_timer_families(h, err) : move_found_timers(h, timers, err);
   h->native = 1;
   if (rc == EDDY_OK)
-    *adopted = direct ? 0 : -1;
+    *adopted = base;
   return rc;
 }
 
