@@ -260,7 +260,9 @@ local dir, second = ...
 local job = eddy.job {
   name = "twice", state_backend = { type = "rocksdb", dir = dir .. "/state" },
   -- the second run only resumes: its own checkpoints would race the first's
-  checkpoint = second == nil and { interval = "20ms", dir = dir .. "/chk",
+  -- the first keeps them all, or the one the second reads could go away
+  -- under it
+  checkpoint = second == nil and { interval = "20ms", dir = dir .. "/chk", retained = 1000,
                                    externalized = "retain_on_cancellation" } or nil,
   restart = { strategy = "none" },
 }
