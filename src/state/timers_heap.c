@@ -522,15 +522,16 @@ static int heap_each(eddy_timers *bt, eddy_timer_kind kind, int key_group,
 {
   heap_timers *t = (heap_timers *)bt;
   const queue *q = &t->q[kind];
-  size_t n = key_group == -1 ? q->count : q->groups[key_group - bt->first].count;
-  if (n == 0)
-    return EDDY_OK;
   /* A heap is not in order. Sorting a copy of the entries leaves the heaps
    * alone and costs little next to what a visitor does with each timer.
    * A copy still in t->walk is from a walk cut short by a raise, or from
    * an outer walk that this one is nested in; the version bump makes that
-   * one stop without reading its copy again. */
+   * one stop without reading its copy again, even when this one has
+   * nothing to walk. */
   t->version++;
+  size_t n = key_group == -1 ? q->count : q->groups[key_group - bt->first].count;
+  if (n == 0)
+    return EDDY_OK;
   free(t->walk);
   t->walk = malloc(n * sizeof *t->walk);
   if (t->walk == NULL)
