@@ -7,8 +7,8 @@
  * RocksDBCachingPriorityQueueSet does, each key group keeps in memory a
  * sorted cache of its first few timers, and knows whether that is all of
  * them. The cache is refilled by one seek when it runs dry, starting at the
- * timer popped last, which steps over the tombstones before it. A small
- * heap of the non-empty groups, ordered by their first timers, gives the
+ * timer popped last, which steps over the tombstones before it. The order
+ * of the non-empty groups by their first timers (timer_order.h) gives the
  * global head, like Flink's KeyGroupPartitionedPriorityQueue.
  *
  * Invariant, per key group: the cache holds the smallest timers of the
@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "state/timer_order.h"
 #include "state/timers_impl.h"
 #include "util/msgpack.h"
 
@@ -37,14 +38,12 @@ typedef struct tgroup {
   crow *cache; /* CACHE_MAX + 1 slots once used */
   int ncache;
   int complete;
-  int qpos; /* index in the order heap, -1 when empty */
 } tgroup;
 
 typedef struct tqueue {
   rocksdb_column_family_handle_t *cf;
   tgroup *groups;
-  int *order; /* heap of non-empty group indices by first timer */
-  int norder;
+  eddy_timer_order order; /* the non-empty groups by first timer */
 } tqueue;
 
 typedef struct rdb_timers {
@@ -88,17 +87,22 @@ int eddy_rdb_timer_row(eddy_buf *out, const eddy_timer *timer)
   return rc;
 }
 
+static int64_t row_timestamp(const unsigned char *row)
+{
+  uint64_t u = 0;
+  for (int i = 0; i < 8; i++)
+    u = u << 8 | row[2 + i];
+  return (int64_t)(u ^ ((uint64_t)1 << 63));
+}
+
 int eddy_rdb_timer_parse(const void *row, size_t n, eddy_timer *out)
 {
   const unsigned char *p = row;
   size_t klen;
   if (n <= ROW_HEAD || eddy_mp_value_len(p + ROW_HEAD, n - ROW_HEAD, &klen) != EDDY_OK)
     return EDDY_ECORRUPT;
-  uint64_t u = 0;
-  for (int i = 0; i < 8; i++)
-    u = u << 8 | p[2 + i];
   out->key_group = p[0] << 8 | p[1];
-  out->timestamp = (int64_t)(u ^ ((uint64_t)1 << 63));
+  out->timestamp = row_timestamp(p);
   out->key = (eddy_slice){p + ROW_HEAD, klen};
   size_t nslen = n - ROW_HEAD - klen;
   out->ns = (eddy_slice){nslen > 0 ? p + ROW_HEAD + klen : NULL, nslen};
@@ -146,73 +150,14 @@ static int detached(rdb_timers *t)
 
 /* ---- the order of groups ---- */
 
-/* Whether group a's first timer fires before group b's: timestamps are the
- * bytes after the key group, and two groups never tie on the key group. */
-static int group_before(const tqueue *q, int a, int b)
-{
-  const crow *x = &q->groups[a].cache[0], *y = &q->groups[b].cache[0];
-  int c = memcmp(x->p + 2, y->p + 2, 8);
-  return c != 0 ? c < 0 : a < b;
-}
-
-static void order_set(tqueue *q, int i, int g)
-{
-  q->order[i] = g;
-  q->groups[g].qpos = i;
-}
-
-static void order_up(tqueue *q, int i)
-{
-  int g = q->order[i];
-  while (i > 0) {
-    int parent = (i - 1) / 2;
-    if (!group_before(q, g, q->order[parent]))
-      break;
-    order_set(q, i, q->order[parent]);
-    i = parent;
-  }
-  order_set(q, i, g);
-}
-
-static void order_down(tqueue *q, int i)
-{
-  int g = q->order[i];
-  for (;;) {
-    int c = 2 * i + 1;
-    if (c >= q->norder)
-      break;
-    if (c + 1 < q->norder && group_before(q, q->order[c + 1], q->order[c]))
-      c++;
-    if (!group_before(q, q->order[c], g))
-      break;
-    order_set(q, i, q->order[c]);
-    i = c;
-  }
-  order_set(q, i, g);
-}
-
 /* After group gi's first timer changed (or it became empty or not). */
 static void order_update(tqueue *q, int gi)
 {
-  tgroup *g = &q->groups[gi];
-  int i = g->qpos;
-  if (g->ncache == 0) {
-    if (i < 0)
-      return;
-    g->qpos = -1;
-    if (i != --q->norder) {
-      order_set(q, i, q->order[q->norder]);
-      order_up(q, i);
-      order_down(q, q->groups[q->order[i]].qpos);
-    }
-    return;
-  }
-  if (i < 0) {
-    i = q->norder++;
-    order_set(q, i, gi);
-  }
-  order_up(q, i);
-  order_down(q, q->groups[gi].qpos);
+  const tgroup *g = &q->groups[gi];
+  if (g->ncache == 0)
+    eddy_timer_order_remove(&q->order, gi);
+  else
+    eddy_timer_order_set(&q->order, gi, row_timestamp(g->cache[0].p));
 }
 
 /* ---- group caches ---- */
@@ -427,9 +372,10 @@ static int rt_head(eddy_timers *bt, eddy_timer_kind kind, eddy_timer *out)
 {
   rdb_timers *t = (rdb_timers *)bt;
   tqueue *q = &t->q[kind];
-  if (q->norder == 0)
+  int top = eddy_timer_order_top(&q->order);
+  if (top < 0)
     return eddy_seterr(&bt->err, EDDY_ENOTFOUND, "no pending timer");
-  const crow *r = &q->groups[q->order[0]].cache[0];
+  const crow *r = &q->groups[top].cache[0];
   return eddy_rdb_timer_parse(r->p, r->n, out);
 }
 
@@ -438,9 +384,9 @@ static int rt_pop(eddy_timers *bt, eddy_timer_kind kind, int64_t limit, eddy_tim
   rdb_timers *t = (rdb_timers *)bt;
   tqueue *q = &t->q[kind];
   eddy_timer head;
-  if (q->norder == 0 || rt_head(bt, kind, &head) != EDDY_OK || head.timestamp > limit)
+  if (rt_head(bt, kind, &head) != EDDY_OK || head.timestamp > limit)
     return eddy_seterr(&bt->err, EDDY_ENOTFOUND, "no timer due at %lld", (long long)limit);
-  int gi = q->order[0];
+  int gi = eddy_timer_order_top(&q->order);
   const crow *r = &q->groups[gi].cache[0];
   eddy_buf_reset(&t->popped);
   if (eddy_buf_append(&t->popped, r->p, r->n) != EDDY_OK)
@@ -617,9 +563,9 @@ static void forget(rdb_timers *t)
     tqueue *q = &t->q[k];
     for (int i = 0; q->groups != NULL && i < t->ngroups; i++) {
       cache_clear(&q->groups[i]);
-      q->groups[i].qpos = -1;
+      if (q->order.pos != NULL)
+        eddy_timer_order_remove(&q->order, i);
     }
-    q->norder = 0;
     q->cf = NULL;
   }
   t->db = NULL;
@@ -634,7 +580,7 @@ static void rt_destroy(eddy_timers *bt)
     for (int i = 0; t->q[k].groups != NULL && i < t->ngroups; i++)
       free(t->q[k].groups[i].cache);
     free(t->q[k].groups);
-    free(t->q[k].order);
+    eddy_timer_order_free(&t->q[k].order);
   }
   if (t->ro != NULL)
     rocksdb_readoptions_destroy(t->ro);
@@ -670,15 +616,12 @@ int eddy_rdb_timers_new(int max_parallelism, int first_key_group, int last_key_g
   for (int k = 0; k < 2 && t->where != NULL; k++) {
     tqueue *q = &t->q[k];
     q->groups = calloc((size_t)t->ngroups, sizeof *q->groups);
-    q->order = malloc((size_t)t->ngroups * sizeof *q->order);
-    if (q->groups == NULL || q->order == NULL)
+    if (q->groups == NULL || eddy_timer_order_init(&q->order, t->ngroups) != EDDY_OK)
       break;
-    for (int i = 0; i < t->ngroups; i++) {
-      q->groups[i].qpos = -1;
+    for (int i = 0; i < t->ngroups; i++)
       q->groups[i].complete = 1;
-    }
   }
-  if (t->where == NULL || t->q[1].order == NULL) {
+  if (t->where == NULL || t->q[1].order.pos == NULL) {
     rt_destroy(&t->base);
     return eddy_seterr(err, EDDY_ENOMEM, "rocksdb timers: out of memory");
   }
