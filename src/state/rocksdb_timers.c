@@ -190,23 +190,29 @@ static int cache_find(const tgroup *g, const void *row, size_t n, int *found)
   return lo;
 }
 
-/* Puts a copy at pos; a cache over its size drops its last timer, which is
- * then only in the database. */
-static int cache_insert(tgroup *g, int pos, const void *row, size_t n)
+/* A copy of row, and room for it in g's cache: everything a cache_put can
+ * need, so that nothing fails after the database has changed. NULL when
+ * out of memory. */
+static unsigned char *cache_copy(tgroup *g, const void *row, size_t n)
 {
   if (g->cache == NULL && (g->cache = malloc((CACHE_MAX + 1) * sizeof *g->cache)) == NULL)
-    return EDDY_ENOMEM;
+    return NULL;
   unsigned char *copy = malloc(n);
-  if (copy == NULL)
-    return EDDY_ENOMEM;
-  memcpy(copy, row, n);
+  if (copy != NULL)
+    memcpy(copy, row, n);
+  return copy;
+}
+
+/* Puts a cache_copy at pos; a cache over its size drops its last timer,
+ * which is then only in the database. */
+static void cache_put(tgroup *g, int pos, unsigned char *copy, size_t n)
+{
   memmove(g->cache + pos + 1, g->cache + pos, (size_t)(g->ncache - pos) * sizeof *g->cache);
   g->cache[pos] = (crow){copy, n};
   if (++g->ncache > CACHE_MAX) {
     free(g->cache[--g->ncache].p);
     g->complete = 0;
   }
-  return EDDY_OK;
 }
 
 static void cache_remove(tgroup *g, int pos)
@@ -244,7 +250,11 @@ static int cache_fill(rdb_timers *t, tqueue *q, int kg, const void *from, size_t
     const char *k = rocksdb_iter_key(it, &n);
     if (n < 2 || memcmp(k, end, 2) >= 0)
       break; /* the next group: this one is all read */
-    rc = cache_insert(g, g->ncache, k, n) == EDDY_OK ? EDDY_OK : no_memory(t);
+    unsigned char *copy = cache_copy(g, k, n);
+    if (copy != NULL)
+      cache_put(g, g->ncache, copy, n);
+    else
+      rc = no_memory(t);
     rocksdb_iter_next(it);
   }
   if (rc == EDDY_OK) {
@@ -275,21 +285,32 @@ static int cache_fill(rdb_timers *t, tqueue *q, int kg, const void *from, size_t
 
 /* ---- the operations ---- */
 
-static int rt_add(eddy_timers *bt, eddy_timer_kind kind, const eddy_timer *timer, int *added)
+/* Builds timer's row in t->row and looks for it in its group's cache:
+ * *pos is where it is or would go, *found whether it is there, *covered
+ * whether the cache alone tells if it is pending (it is complete, or the
+ * row sorts before its last timer). */
+static int locate(rdb_timers *t, const eddy_timer *timer, tgroup *g, int *pos, int *found,
+                  int *covered)
 {
-  rdb_timers *t = (rdb_timers *)bt;
   int rc = detached(t);
   if (rc != EDDY_OK)
     return rc;
   if (eddy_rdb_timer_row(&t->row, timer) != EDDY_OK)
     return no_memory(t);
+  *pos = cache_find(g, t->row.data, t->row.len, found);
+  *covered = g->complete || *pos < g->ncache;
+  return EDDY_OK;
+}
+
+static int rt_add(eddy_timers *bt, eddy_timer_kind kind, const eddy_timer *timer, int *added)
+{
+  rdb_timers *t = (rdb_timers *)bt;
   tqueue *q = &t->q[kind];
-  int gi = timer->key_group - bt->first, found;
+  int gi = timer->key_group - bt->first, pos, found, cached;
   tgroup *g = &q->groups[gi];
-  int pos = cache_find(g, t->row.data, t->row.len, &found);
-  if (found)
-    return EDDY_OK;
-  int cached = g->complete || pos < g->ncache;
+  int rc = locate(t, timer, g, &pos, &found, &cached);
+  if (rc != EDDY_OK || found)
+    return rc;
   char *rerr = NULL;
   if (!cached && added != NULL) {
     /* beyond the cache: only the database knows whether it is new */
@@ -302,13 +323,8 @@ static int rt_add(eddy_timers *bt, eddy_timer_kind kind, const eddy_timer *timer
     rocksdb_pinnableslice_destroy(v);
   }
   unsigned char *copy = NULL;
-  if (cached) {
-    /* the copy first: a failure after the write would break the cache */
-    if (g->cache == NULL && (g->cache = malloc((CACHE_MAX + 1) * sizeof *g->cache)) == NULL)
-      return no_memory(t);
-    if ((copy = malloc(t->row.len)) == NULL)
-      return no_memory(t);
-  }
+  if (cached && (copy = cache_copy(g, t->row.data, t->row.len)) == NULL)
+    return no_memory(t);
   rocksdb_put_cf(t->db, t->wo, q->cf, (const char *)t->row.data, t->row.len, "", 0, &rerr);
   if (rerr != NULL) {
     free(copy);
@@ -316,13 +332,7 @@ static int rt_add(eddy_timers *bt, eddy_timer_kind kind, const eddy_timer *timer
   }
   t->version++;
   if (cached) {
-    memcpy(copy, t->row.data, t->row.len);
-    memmove(g->cache + pos + 1, g->cache + pos, (size_t)(g->ncache - pos) * sizeof *g->cache);
-    g->cache[pos] = (crow){copy, t->row.len};
-    if (++g->ncache > CACHE_MAX) {
-      free(g->cache[--g->ncache].p);
-      g->complete = 0;
-    }
+    cache_put(g, pos, copy, t->row.len);
     if (added != NULL)
       *added = 1;
     if (pos == 0)
@@ -349,17 +359,12 @@ static int drop_cached(rdb_timers *t, tqueue *q, int gi, int pos, const void *ro
 static int rt_remove(eddy_timers *bt, eddy_timer_kind kind, const eddy_timer *timer)
 {
   rdb_timers *t = (rdb_timers *)bt;
-  int rc = detached(t);
-  if (rc != EDDY_OK)
-    return rc;
-  if (eddy_rdb_timer_row(&t->row, timer) != EDDY_OK)
-    return no_memory(t);
   tqueue *q = &t->q[kind];
-  int gi = timer->key_group - bt->first, found;
+  int gi = timer->key_group - bt->first, pos, found, covered;
   tgroup *g = &q->groups[gi];
-  int pos = cache_find(g, t->row.data, t->row.len, &found);
-  if (!found && (g->complete || pos < g->ncache))
-    return EDDY_OK; /* not pending */
+  int rc = locate(t, timer, g, &pos, &found, &covered);
+  if (rc != EDDY_OK || (!found && covered))
+    return rc; /* a failure, or not pending */
   char *rerr = NULL;
   rocksdb_delete_cf(t->db, t->wo, q->cf, (const char *)t->row.data, t->row.len, &rerr);
   if (rerr != NULL)
