@@ -12,6 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/buf.h"
+#include "util/fs.h"
+#include "util/msgpack.h"
+
 static int test_failures;
 static int test_checks;
 
@@ -49,6 +53,56 @@ static int test_checks;
 
 #define CHECK_MEM(a, alen, b, blen)                                          \
   CHECK((size_t)(alen) == (size_t)(blen) && memcmp((a), (b), (alen)) == 0)
+
+/* A new folder under /tmp for a test: its path, malloc'd; test_rmdir
+ * removes the folder with everything in it and frees the path. */
+static inline char *test_tmpdir(void)
+{
+  char tmpl[] = "/tmp/eddy-test-XXXXXX";
+  char *d = mkdtemp(tmpl);
+  CHECK(d != NULL);
+  return strdup(d != NULL ? d : "/tmp");
+}
+
+static inline void test_rmdir(char *dir)
+{
+  eddy_remove_tree(dir);
+  free(dir);
+}
+
+/* A MessagePack value in a fixed buffer, so that tests keep keys and
+ * namespaces on the stack and in arrays. */
+typedef struct test_val {
+  unsigned char b[64];
+  size_t len;
+} test_val;
+
+/* The bytes of buf as a test_val; buf is freed. */
+static inline test_val test_val_of(eddy_buf *buf)
+{
+  test_val v = {{0}, 0};
+  CHECK(buf->len <= sizeof v.b);
+  if (buf->len <= sizeof v.b) {
+    memcpy(v.b, buf->data, buf->len);
+    v.len = buf->len;
+  }
+  eddy_buf_free(buf);
+  return v;
+}
+
+static inline test_val test_int(int64_t i)
+{
+  eddy_buf buf = EDDY_BUF_INIT;
+  CHECK_EQ_INT(eddy_mp_write_int(&buf, i), EDDY_OK);
+  return test_val_of(&buf);
+}
+
+static inline test_val test_str(const char *s)
+{
+  eddy_buf buf = EDDY_BUF_INIT;
+  CHECK_EQ_INT(eddy_mp_write_str(&buf, s, strlen(s)), EDDY_OK);
+  return test_val_of(&buf);
+}
 
 typedef void (*test_fn)(void);
 typedef struct test_case {

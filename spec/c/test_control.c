@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/socket.h>
@@ -35,29 +34,6 @@ static const char *pathf(const char *fmt, ...)
   vsnprintf(b, sizeof ring[0], fmt, ap);
   va_end(ap);
   return b;
-}
-
-static char *make_tmp(void)
-{
-  char tmpl[] = "/tmp/eddy-ctl-XXXXXX";
-  char *d = mkdtemp(tmpl);
-  CHECK(d != NULL);
-  return strdup(d ? d : "/tmp");
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(p);
-  return 0;
-}
-
-static void rm_tree(char *dir)
-{
-  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  free(dir);
 }
 
 static int mode_of(const char *p)
@@ -185,7 +161,7 @@ static void test_peer_allowed(void)
 
 static void test_check_dir(void)
 {
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   eddy_err err;
   const char *d = pathf("%s/eddy", tmp);
   CHECK(mkdir(d, 0700) == 0);
@@ -236,16 +212,16 @@ static void test_check_dir(void)
   } else {
     unsetenv("XDG_RUNTIME_DIR");
   }
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 static void test_round_trip(void)
 {
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   eddy_err err;
   eddy_control *c = open_in(tmp, "job1");
   if (c == NULL) {
-    rm_tree(tmp);
+    test_rmdir(tmp);
     return;
   }
   /* the socket and the status file, private */
@@ -323,17 +299,17 @@ static void test_round_trip(void)
                EDDY_ENOTFOUND);
   CHECK(strstr(err.msg, "the job is not running") != NULL);
   CHECK(reply == NULL);
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 /* A request waiting at the end, when the job fails or is closed without
  * a state: an error, and the status FAILED. */
 static void test_end_without_state(void)
 {
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   eddy_control *c = open_in(tmp, "job2");
   if (c == NULL) {
-    rm_tree(tmp);
+    test_rmdir(tmp);
     return;
   }
   handled h = {.keep = 1};
@@ -350,13 +326,13 @@ static void test_end_without_state(void)
   CHECK_EQ_STR(str_of(st, "state"), "FAILED");
   CHECK_EQ_STR(str_of(st, "error"), "the job ended without a final state");
   json_decref(st);
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 /* kill -9 leaves a RUNNING status and a socket nobody listens on */
 static void test_stale(void)
 {
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   eddy_err err;
   /* a dead pid: a child that exited and was reaped */
   pid_t dead = fork();
@@ -433,13 +409,13 @@ static void test_stale(void)
   CHECK_EQ_INT(eddy_control_open(&twice, &cfg, &err), EDDY_EINVAL);
   cfg.id = "";
   CHECK_EQ_INT(eddy_control_open(&twice, &cfg, &err), EDDY_EINVAL);
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 /* the status files of ended jobs do not pile up */
 static void test_prune(void)
 {
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   for (int i = 0; i < 115; i++) {
     FILE *f = fopen(pathf("%s/old%03d.json", tmp, i), "w");
     if (f) {
@@ -462,7 +438,7 @@ static void test_prune(void)
   CHECK(exists(pathf("%s/new.json", tmp)));
   CHECK(!exists(pathf("%s/old114.json", tmp)));
   eddy_control_close(c);
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 /* A peer of another uid: only testable as root, which can become one. */
@@ -472,10 +448,10 @@ static void test_other_uid(void)
     printf("control: not root, the SO_PEERCRED refusal is tested by test_peer_allowed only\n");
     return;
   }
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   eddy_control *c = open_in(tmp, "rootjob");
   if (c == NULL) {
-    rm_tree(tmp);
+    test_rmdir(tmp);
     return;
   }
   /* open the way for the test only: the folder's 0700 would stop the
@@ -518,16 +494,16 @@ static void test_other_uid(void)
         != NULL);
   CHECK_EQ_INT(h.count, 0); /* the handler never saw it */
   eddy_control_close(c);
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 /* a peer that connects and sends nothing is dropped, not waited for */
 static void test_silent_peer(void)
 {
-  char *tmp = make_tmp();
+  char *tmp = test_tmpdir();
   eddy_control *c = open_in(tmp, "quiet");
   if (c == NULL) {
-    rm_tree(tmp);
+    test_rmdir(tmp);
     return;
   }
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -547,7 +523,7 @@ static void test_silent_peer(void)
   eddy_control_poll(c, 100, handler, &h); /* EOF: dropped quietly */
   CHECK_EQ_INT(h.count, 0);
   eddy_control_close(c);
-  rm_tree(tmp);
+  test_rmdir(tmp);
 }
 
 TEST_MAIN("control", TEST(test_peer_allowed), TEST(test_check_dir), TEST(test_round_trip),

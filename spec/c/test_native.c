@@ -11,7 +11,6 @@
 #include "test.h"
 
 #include <dirent.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -22,29 +21,6 @@
 #include "util/msgpack.h"
 
 #define MAXP 128
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(p);
-  return 0;
-}
-
-static char *make_tmp(void)
-{
-  char tmpl[] = "/tmp/eddy-native-XXXXXX";
-  char *d = mkdtemp(tmpl);
-  CHECK(d != NULL);
-  return strdup(d ? d : "/tmp");
-}
-
-static void rm_tree(char *dir)
-{
-  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  free(dir);
-}
 
 static eddy_backend *rocks(const char *dir, int first, int last)
 {
@@ -206,7 +182,7 @@ static char *copy_folder(const char *from, const char *to)
 
 static void test_checkpoint_and_restore(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_backend *b = rocks(dir, 0, MAXP - 1);
   register_all(b);
@@ -227,7 +203,7 @@ static void test_checkpoint_and_restore(void)
   save = copy_folder(chk, keep);
 
   /* the same key groups: the folder becomes the database */
-  char *dir2 = make_tmp();
+  char *dir2 = test_tmpdir();
   eddy_backend *r = rocks(dir2, 0, MAXP - 1);
   char moved[4200];
   snprintf(moved, sizeof moved, "%s/restore-0", eddy_rocksdb_backend_path(r));
@@ -370,8 +346,8 @@ static void test_checkpoint_and_restore(void)
   free(want);
   free(chk);
   eddy_backend_destroy(b);
-  rm_tree(dir2);
-  rm_tree(dir);
+  test_rmdir(dir2);
+  test_rmdir(dir);
 }
 
 /* Checkpoints taken while writing on: each folder holds the state as it
@@ -379,7 +355,7 @@ static void test_checkpoint_and_restore(void)
  * name, the same bytes). */
 static void test_checkpoints_share_files(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_backend *b = rocks(dir, 0, MAXP - 1);
   register_all(b);
@@ -416,7 +392,7 @@ static void test_checkpoints_share_files(void)
     free(chks[i]);
   }
   eddy_backend_destroy(b);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 TEST_MAIN("native", TEST(test_checkpoint_and_restore), TEST(test_checkpoints_share_files))

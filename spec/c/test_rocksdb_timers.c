@@ -14,7 +14,6 @@
  */
 #include "test.h"
 
-#include <ftw.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -43,41 +42,10 @@ static uint32_t below(uint32_t n) { return rnd() % n; }
 
 /* ---- keys and namespaces: a small pool, so that timers collide ---- */
 
-typedef struct val {
-  unsigned char b[40];
-  size_t len;
-} val;
-
-static val take(eddy_buf *buf)
-{
-  val v = {{0}, 0};
-  CHECK(buf->len <= sizeof v.b);
-  if (buf->len <= sizeof v.b) {
-    memcpy(v.b, buf->data, buf->len);
-    v.len = buf->len;
-  }
-  eddy_buf_free(buf);
-  return v;
-}
-
-static val mp_int(int64_t i)
-{
-  eddy_buf buf = EDDY_BUF_INIT;
-  CHECK_EQ_INT(eddy_mp_write_int(&buf, i), EDDY_OK);
-  return take(&buf);
-}
-
-static val mp_str(const char *s)
-{
-  eddy_buf buf = EDDY_BUF_INIT;
-  CHECK_EQ_INT(eddy_mp_write_str(&buf, s, strlen(s)), EDDY_OK);
-  return take(&buf);
-}
-
 #define NKEYS 50
 #define NNS 9
-static val keys[NKEYS];
-static val nss[NNS]; /* nss[0] is no namespace */
+static test_val keys[NKEYS];
+static test_val nss[NNS]; /* nss[0] is no namespace */
 
 /* Integers of every MessagePack width and strings sharing prefixes, so that
  * the bytewise order differs from the numeric and the length orders. */
@@ -93,23 +61,23 @@ static void make_pools(void)
                                        "aa",  "aaa", "b0",  "\x7f", "\xc3\xa9", "x",
                                        "xy",  "xyz", "0",   "00",  "01"};
   for (int i = 0; i < 25; i++) {
-    keys[i] = mp_int(ints[i]);
-    keys[25 + i] = mp_str(strs[i]);
+    keys[i] = test_int(ints[i]);
+    keys[25 + i] = test_str(strs[i]);
   }
-  nss[0] = (val){{0}, 0};
-  nss[1] = mp_int(0);
-  nss[2] = mp_int(1);
-  nss[3] = mp_int(-1);
-  nss[4] = mp_str("");
-  nss[5] = mp_str("w");
-  nss[6] = mp_str("wx");
+  nss[0] = (test_val){{0}, 0};
+  nss[1] = test_int(0);
+  nss[2] = test_int(1);
+  nss[3] = test_int(-1);
+  nss[4] = test_str("");
+  nss[5] = test_str("w");
+  nss[6] = test_str("wx");
   eddy_buf buf = EDDY_BUF_INIT;
   CHECK_EQ_INT(eddy_mp_write_nil(&buf), EDDY_OK);
-  nss[7] = take(&buf);
+  nss[7] = test_val_of(&buf);
   CHECK_EQ_INT(eddy_mp_write_array(&buf, 2), EDDY_OK);
   CHECK_EQ_INT(eddy_mp_write_int(&buf, 1), EDDY_OK);
   CHECK_EQ_INT(eddy_mp_write_int(&buf, 2), EDDY_OK);
-  nss[8] = take(&buf);
+  nss[8] = test_val_of(&buf);
 }
 
 static eddy_timer timer_of(int64_t ts, int kg, int key, int ns)
@@ -215,7 +183,7 @@ typedef struct twin {
   int callbacks_register; /* pops register a timer now and then, as callbacks do */
   /* recently registered timers, so that deletes often hit */
   eddy_timer recent[64];
-  val recent_key[64], recent_ns[64];
+  test_val recent_key[64], recent_ns[64];
   eddy_timer_kind recent_kind[64];
   int nrecent;
 } twin;
@@ -536,29 +504,6 @@ static void twin_random_op(twin *w, int hot, int64_t span)
 
 /* ---- backends and folders ---- */
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(p);
-  return 0;
-}
-
-static char *make_tmp(void)
-{
-  char tmpl[] = "/tmp/eddy-rtimers-XXXXXX";
-  char *d = mkdtemp(tmpl);
-  CHECK(d != NULL);
-  return strdup(d ? d : "/tmp");
-}
-
-static void rm_tree(char *dir)
-{
-  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  free(dir);
-}
-
 static char *copy_folder(const char *from, const char *to)
 {
   char cmd[8192];
@@ -604,16 +549,25 @@ static eddy_timers *mem_timers(int maxp, int first, int last)
 
 /* ---- 1. the random comparison ---- */
 
-/* One seed's sequence on b's timers, which it leaves empty. */
-static void run_seed(eddy_backend *b, int maxp, int first, int last, uint64_t seed)
+/* A twin of the RocksDB timers rdb over [first, last]: an empty
+ * in-memory service beside them. */
+static twin twin_new(int maxp, eddy_timers *rdb, int first, int last, const char *phase)
 {
   twin w;
   memset(&w, 0, sizeof w);
   w.mem = mem_timers(maxp, first, last);
-  w.rdb = eddy_backend_timers(b);
-  CHECK(w.rdb != NULL && eddy_timers_in_backend(w.rdb) && !eddy_timers_in_backend(w.mem));
+  w.rdb = rdb;
   w.first = first;
   w.last = last;
+  w.phase = phase;
+  return w;
+}
+
+/* One seed's sequence on b's timers, which it leaves empty. */
+static void run_seed(eddy_backend *b, int maxp, int first, int last, uint64_t seed)
+{
+  twin w = twin_new(maxp, eddy_backend_timers(b), first, last, NULL);
+  CHECK(w.rdb != NULL && eddy_timers_in_backend(w.rdb) && !eddy_timers_in_backend(w.mem));
   w.seed = seed;
   w.callbacks_register = 1;
   rng = seed;
@@ -731,7 +685,7 @@ static void run_seed(eddy_backend *b, int maxp, int first, int last, uint64_t se
 
 static void test_random_against_memory(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   static const uint64_t seeds[] = {0x9e3779b97f4a7c15u, 0x2545f4914f6cdd1du, 12345};
   static const int ranges[3][3] = {
     {MAXP, 10, 40},
@@ -746,7 +700,7 @@ static void test_random_against_memory(void)
       run_seed(b, ranges[r][0], ranges[r][1], ranges[r][2], seeds[s] + (uint64_t)r);
       eddy_backend_destroy(b);
     }
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- 2. each() and its visitors ---- */
@@ -770,7 +724,7 @@ typedef struct visitor {
   int visits;
   int inner_rc;  /* of the change it made */
   int64_t fresh_ts; /* of the timer it registers */
-  val key, ns;
+  test_val key, ns;
 } visitor;
 
 /* The timestamp of the timer the next visitors register: the same for
@@ -865,15 +819,9 @@ static void fill_three(twin *w)
 
 static void test_each_visitors(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_backend *b = rocks(dir, MAXP, 20, 30, 0);
-  twin w;
-  memset(&w, 0, sizeof w);
-  w.mem = mem_timers(MAXP, 20, 30);
-  w.rdb = eddy_backend_timers(b);
-  w.first = 20;
-  w.last = 30;
-  w.phase = "visitors";
+  twin w = twin_new(MAXP, eddy_backend_timers(b), 20, 30, "visitors");
   rng = 99;
   fill_three(&w);
   twin_compare_all(&w);
@@ -942,22 +890,16 @@ static void test_each_visitors(void)
 
   eddy_timers_free(w.mem);
   eddy_backend_destroy(b);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* timers.h forbids a visitor only to change the service or walk it again;
  * count() does neither, and the in-memory service lets a visitor count. */
 static void test_each_allows_count(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_backend *b = rocks(dir, MAXP, 20, 30, 0);
-  twin w;
-  memset(&w, 0, sizeof w);
-  w.mem = mem_timers(MAXP, 20, 30);
-  w.rdb = eddy_backend_timers(b);
-  w.first = 20;
-  w.last = 30;
-  w.phase = "count in a visitor";
+  twin w = twin_new(MAXP, eddy_backend_timers(b), 20, 30, "count in a visitor");
   fill_three(&w);
   int rc[2], visits[2], inner[2];
   rc[0] = walk_with(w.mem, 21, CHANGE_COUNT, 1, 0, &visits[0], &inner[0]);
@@ -968,7 +910,7 @@ static void test_each_allows_count(void)
   CHECK_EQ_INT(visits[1], visits[0]);
   eddy_timers_free(w.mem);
   eddy_backend_destroy(b);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- 3 and 4. timers in native checkpoints ---- */
@@ -993,14 +935,8 @@ static void copy_timers(eddy_timers *from, eddy_timers *to, int first, int last)
  * over [first, last]. */
 static twin twin_of(eddy_timers *want, eddy_timers *got, int first, int last, const char *phase)
 {
-  twin w;
-  memset(&w, 0, sizeof w);
-  w.mem = mem_timers(MAXP, first, last);
+  twin w = twin_new(MAXP, got, first, last, phase);
   copy_timers(want, w.mem, first, last);
-  w.rdb = got;
-  w.first = first;
-  w.last = last;
-  w.phase = phase;
   return w;
 }
 
@@ -1056,7 +992,7 @@ static int has_timestamp(eddy_timers *t, int64_t ts)
 
 static void test_native_checkpoints(void)
 {
-  char *dir = make_tmp(), *dir2 = make_tmp();
+  char *dir = test_tmpdir(), *dir2 = test_tmpdir();
   eddy_err err;
   int adopted;
   rng = 7;
@@ -1064,13 +1000,7 @@ static void test_native_checkpoints(void)
   /* the source: every key group, four of them deep, some fired and
    * deleted (tombstones) before the checkpoint */
   eddy_backend *src = rocks(dir, MAXP, 0, MAXP - 1, 0);
-  twin w;
-  memset(&w, 0, sizeof w);
-  w.mem = mem_timers(MAXP, 0, MAXP - 1);
-  w.rdb = eddy_backend_timers(src);
-  w.first = 0;
-  w.last = MAXP - 1;
-  w.phase = "checkpoint source";
+  twin w = twin_new(MAXP, eddy_backend_timers(src), 0, MAXP - 1, "checkpoint source");
   for (int kg = 0; kg < MAXP; kg++)
     for (int i = 0; i < 4; i++) {
       eddy_timer tm = timer_of(pick_ts(100), kg, (int)below(NKEYS), (int)below(NNS));
@@ -1200,7 +1130,7 @@ static void test_native_checkpoints(void)
       eddy_backend_destroy(r);
       free(far);
     }
-    rm_tree(strdup(shm_tmpl));
+    test_rmdir(strdup(shm_tmpl));
   }
 
   /* the halves' checkpoints together again: the first adopted, the other
@@ -1326,15 +1256,15 @@ static void test_native_checkpoints(void)
   eddy_timers_free(at_chk);
   eddy_timers_free(w.mem);
   eddy_backend_destroy(src);
-  rm_tree(dir2);
-  rm_tree(dir);
+  test_rmdir(dir2);
+  test_rmdir(dir);
 }
 
 /* ---- the timer families' names ---- */
 
 static void test_reserved_names(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_backend *bs[2] = {heap(0, MAXP - 1), rocks(dir, MAXP, 0, MAXP - 1, 0)};
   for (int i = 0; i < 2; i++) {
     eddy_backend *b = bs[i];
@@ -1356,7 +1286,7 @@ static void test_reserved_names(void)
   CHECK(eddy_backend_timers(bs[0]) == NULL);
   eddy_backend_destroy(bs[0]);
   eddy_backend_destroy(bs[1]);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 TEST_MAIN("rocksdb_timers", TEST(make_pools), TEST(test_random_against_memory),

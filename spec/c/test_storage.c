@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -48,30 +47,6 @@ static const char *pathf(const char *fmt, ...)
   vsnprintf(b, sizeof ring[0], fmt, ap);
   va_end(ap);
   return b;
-}
-
-static char *make_tmp(void)
-{
-  char tmpl[] = "/tmp/eddy-store-XXXXXX";
-  char *d = mkdtemp(tmpl);
-  CHECK(d != NULL);
-  return strdup(d ? d : "/tmp");
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag,
-                  struct FTW *ftw)
-{
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(p);
-  return 0;
-}
-
-static void rm_tree(char *dir)
-{
-  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-  free(dir);
 }
 
 static int exists(const char *p)
@@ -344,7 +319,7 @@ static eddy_store *open_store(const char *dir, const char *job)
 
 static void test_round_trip(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_store *s = open_store(dir, "job-1");
   CHECK_EQ_STR(eddy_store_path(s), pathf("%s/job-1", dir));
   CHECK_EQ_STR(eddy_store_job(s), "job-1");
@@ -454,14 +429,14 @@ out:
   free(data);
   free(noise);
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- _metadata ---- */
 
 static void test_metadata(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_store *s = open_store(dir, "job-m");
   eddy_err err;
   eddy_chk_writer *w;
@@ -563,14 +538,14 @@ static void test_metadata(void)
   free(text);
 out:
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- misuse ---- */
 
 static void test_bad_arguments(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_store *s = NULL;
   CHECK_EQ_INT(eddy_store_open(dir, "a/b", NULL, &s, &err), EDDY_EINVAL);
@@ -644,14 +619,14 @@ static void test_bad_arguments(void)
   eddy_store_close(NULL);
   eddy_chk_close(NULL);
   eddy_chk_reader_close(NULL);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- crash leftovers and abort ---- */
 
 static void test_stale_and_abort(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_store *s = open_store(dir, "job");
   CHECK_EQ_INT(write_chk(s, 2, NULL, NULL, 0, NULL), EDDY_OK);
   eddy_err err;
@@ -697,14 +672,14 @@ static void test_stale_and_abort(void)
   CHECK_EQ_INT(write_chk(s, 4, NULL, NULL, 0, NULL), EDDY_OK);
   free(inprog);
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- retention ---- */
 
 static void test_retention(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_store *s = open_store(dir, "job");
   const spec_file one[] = {{"f", "zstd", (const unsigned char *)"x", 1, 1}};
   for (int id = 1; id <= 5; id++)
@@ -757,7 +732,7 @@ static void test_retention(void)
   CHECK(exists(pathf("%s/job/chk-7", dir)));
   CHECK(exists(pathf("%s/job/chk-9", dir)));
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- shared files (incremental checkpoints) ---- */
@@ -805,7 +780,7 @@ static int probe_visit(void *ud, const eddy_chk_info *info)
 
 static void test_shared(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_store *s = open_store(dir, "job");
   const char *shared = pathf("%s/job/shared", dir);
@@ -991,14 +966,14 @@ static void test_shared(void)
   CHECK(!exists(shared));
   CHECK(!exists(pathf("%s/job", dir)));
   free(data);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- discarding ---- */
 
 static void test_discard(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   const spec_file one[] = {{"f", "zstd", (const unsigned char *)"x", 1, 1}};
   eddy_store *s = open_store(dir, "job");
@@ -1042,7 +1017,7 @@ static void test_discard(void)
   CHECK(!exists(sp));
   CHECK(!exists(pathf("%s.discard", sp)));
   free(sp);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- damage ---- */
@@ -1052,7 +1027,7 @@ static const char *damage_fixture(const char *dir, unsigned char *data,
                                   size_t n)
 {
   static char job[4096];
-  rm_tree(strdup(pathf("%s/job", dir)));
+  test_rmdir(strdup(pathf("%s/job", dir)));
   eddy_store *s = open_store(dir, "job");
   const spec_file files[] = {{"a.zst", "zstd", data, n, 1000},
                              {"b.raw", "none", data, n / 2, 1000}};
@@ -1072,7 +1047,7 @@ static int open_err(const char *path, eddy_err *err)
 
 static void test_damage(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   size_t n = 300000;
   unsigned char *data = gen_data(n, 3);
   eddy_err err;
@@ -1186,7 +1161,7 @@ static void test_damage(void)
   eddy_chk_close(c);
 
   free(data);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- latest ---- */
@@ -1209,7 +1184,7 @@ static void on_damaged(void *ud, const char *name, const char *why,
 
 static void test_latest(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_chk *c = NULL;
   CHECK_EQ_INT(eddy_store_latest(pathf("%s/nojob", dir), &c, NULL, NULL, &err),
@@ -1263,7 +1238,7 @@ static void test_latest(void)
   CHECK_EQ_STR(err.msg, pathf("%s/job: no usable checkpoint (4 damaged)", dir));
   eddy_chk_abort(w);
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- list ---- */
@@ -1299,7 +1274,7 @@ static int stop_at_two(void *ud, const eddy_chk_info *info)
 
 static void test_list(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   const spec_file two[] = {{"f", "zstd", (const unsigned char *)"xyz", 3, 1},
                            {"g", "none", (const unsigned char *)"abcd", 4, 2}};
@@ -1374,14 +1349,14 @@ static void test_list(void)
   free(sp_path);
   eddy_store_close(a);
   eddy_store_close(b);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- savepoints ---- */
 
 static void test_savepoint(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_chk_writer *w;
   const char *target = pathf("%s/sp/deeper", dir);
@@ -1416,14 +1391,14 @@ static void test_savepoint(void)
   CHECK_EQ_INT(eddy_savepoint_begin(target, "a/b", 1, &w2, &err), EDDY_EINVAL);
   CHECK_EQ_INT(eddy_savepoint_begin(target, "ab", -1, &w2, &err), EDDY_EINVAL);
   free(path);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- file:// URIs ---- */
 
 static void test_uris(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   CHECK(mkdir(pathf("%s/with space", dir), 0777) == 0);
   eddy_store *s = NULL;
@@ -1459,7 +1434,7 @@ static void test_uris(void)
   CHECK_EQ_STR(err.msg, "file:///x%2: a bad %-escape in a URI");
   CHECK_EQ_INT(eddy_store_open("file:///x%00y", "j", NULL, &s, &err),
                EDDY_EINVAL);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- threads ---- */
@@ -1498,7 +1473,7 @@ static void *write_files(void *p)
 
 static void test_threads(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_store *s = open_store(dir, "job");
   size_t n = (size_t)2 << 20;
   unsigned char *data = gen_data(n, 11);
@@ -1532,7 +1507,7 @@ static void test_threads(void)
   eddy_chk_close(c);
   free(data);
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* Reading ahead, and lending: started after some reads, mixed with reads,
@@ -1540,7 +1515,7 @@ static void test_threads(void)
  * and the calls it refuses. */
 static void test_read_ahead(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_store *s = open_store(dir, "job");
   size_t n = (size_t)6 << 20;
   unsigned char *data = gen_data(n, 5);
@@ -1615,14 +1590,14 @@ out:
   eddy_chk_close(c);
   free(data);
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 /* ---- system-call failures ---- */
 
 static void test_unwritable(void)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   eddy_err err;
   eddy_store *s = NULL;
   put_file(pathf("%s/afile", dir), "x");
@@ -1640,7 +1615,7 @@ static void test_unwritable(void)
                  EDDY_EIO);
     CHECK_EQ_STR(err.msg, pathf("%s/ro/j: Permission denied", dir));
   }
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 static int write_text(const char *path, const char *text)
@@ -1785,7 +1760,7 @@ static void size_limit(const char *dir)
 /* Runs fn(dir) in a child process; 77 from it means skipped. */
 static void in_child(const char *what, void (*fn)(const char *), int mounts)
 {
-  char *dir = make_tmp();
+  char *dir = test_tmpdir();
   fflush(NULL);
   pid_t pid = fork();
   CHECK(pid >= 0);
@@ -1804,7 +1779,7 @@ static void in_child(const char *what, void (*fn)(const char *), int mounts)
     CHECK(!"the child failed");
   if (WIFSIGNALED(st))
     fprintf(stderr, "storage: %s: killed by signal %d\n", what, WTERMSIG(st));
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 static void test_disk_full(void) { in_child("disk full", fs_failures, 1); }
@@ -1942,7 +1917,7 @@ static void bench(size_t mb, const char *where)
   free(data);
   free(ends);
   eddy_store_close(s);
-  rm_tree(dir);
+  test_rmdir(dir);
 }
 
 int main(void)

@@ -66,41 +66,9 @@ static uint32_t rnd(void)
   return (uint32_t)(seed >> 32);
 }
 
-/* An encoded value in a fixed buffer, so tests can keep them on the stack. */
-typedef struct val {
-  unsigned char b[64];
-  size_t len;
-} val;
+static const test_val none = {{0}, 0};
 
-static val take(eddy_buf *buf)
-{
-  val v = {{0}, 0};
-  CHECK(buf->len <= sizeof v.b);
-  if (buf->len <= sizeof v.b) {
-    memcpy(v.b, buf->data, buf->len);
-    v.len = buf->len;
-  }
-  eddy_buf_free(buf);
-  return v;
-}
-
-static val vint(int64_t i)
-{
-  eddy_buf buf = EDDY_BUF_INIT;
-  CHECK_EQ_INT(eddy_mp_write_int(&buf, i), EDDY_OK);
-  return take(&buf);
-}
-
-static val vstr(const char *s)
-{
-  eddy_buf buf = EDDY_BUF_INIT;
-  CHECK_EQ_INT(eddy_mp_write_str(&buf, s, strlen(s)), EDDY_OK);
-  return take(&buf);
-}
-
-static const val none = {{0}, 0};
-
-static eddy_timer tmr(int64_t ts, int kg, const val *key, const val *ns)
+static eddy_timer tmr(int64_t ts, int kg, const test_val *key, const test_val *ns)
 {
   eddy_timer t = {ts, kg, {key->b, key->len}, {ns->len ? ns->b : NULL, ns->len}};
   return t;
@@ -116,7 +84,7 @@ static eddy_timers *make(int maxp, int first, int last)
 }
 
 static int reg(eddy_timers *t, eddy_timer_kind kind, int64_t ts, int kg,
-               const val *key, const val *ns)
+               const test_val *key, const test_val *ns)
 {
   eddy_timer tm = tmr(ts, kg, key, ns);
   int added = -1;
@@ -125,13 +93,13 @@ static int reg(eddy_timers *t, eddy_timer_kind kind, int64_t ts, int kg,
 }
 
 static void del(eddy_timers *t, eddy_timer_kind kind, int64_t ts, int kg,
-                const val *key, const val *ns)
+                const test_val *key, const test_val *ns)
 {
   eddy_timer tm = tmr(ts, kg, key, ns);
   CHECK_EQ_INT(eddy_timers_delete(t, kind, &tm), EDDY_OK);
 }
 
-static int same(const eddy_timer *got, int64_t ts, int kg, const val *key, const val *ns)
+static int same(const eddy_timer *got, int64_t ts, int kg, const test_val *key, const test_val *ns)
 {
   return got->timestamp == ts && got->key_group == kg && got->key.len == key->len &&
          memcmp(got->key.data, key->b, key->len) == 0 && got->ns.len == ns->len &&
@@ -140,7 +108,7 @@ static int same(const eddy_timer *got, int64_t ts, int kg, const val *key, const
 
 /* Pops the next timer (limit INT64_MAX) and checks it is the one given. */
 static void expect_pop(eddy_timers *t, eddy_timer_kind kind, int64_t ts, int kg,
-                       const val *key, const val *ns)
+                       const test_val *key, const test_val *ns)
 {
   eddy_timer got;
   CHECK_EQ_INT(eddy_timers_pop(t, kind, INT64_MAX, &got), EDDY_OK);
@@ -189,7 +157,7 @@ static void test_new(void)
 static void test_dedup(void)
 {
   eddy_timers *t = make(128, 0, 127);
-  val k = vstr("user-1"), w1 = vint(1), w2 = vint(2);
+  test_val k = test_str("user-1"), w1 = test_int(1), w2 = test_int(2);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_EVENT, 100, 7, &k, &none), 1);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_EVENT, 100, 7, &k, &none), 0);
   CHECK_EQ_INT(eddy_timers_count(t, EDDY_TIMER_EVENT), 1);
@@ -210,7 +178,7 @@ static void test_dedup(void)
   CHECK_EQ_INT(eddy_timers_count(t, EDDY_TIMER_EVENT), 5);
 
   /* a namespace is not confused with the key bytes it would extend */
-  val k2 = vint(5), k3 = vint(6);
+  test_val k2 = test_int(5), k3 = test_int(6);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_EVENT, 1, 3, &k2, &k3), 1);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_EVENT, 1, 3, &k3, &k2), 1);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_EVENT, 1, 3, &k2, &none), 1);
@@ -229,7 +197,7 @@ static void test_dedup(void)
 static void test_delete(void)
 {
   eddy_timers *t = make(128, 0, 127);
-  val a = vstr("a"), b = vstr("b"), w = vint(9);
+  test_val a = test_str("a"), b = test_str("b"), w = test_int(9);
   reg(t, EDDY_TIMER_EVENT, 10, 1, &a, &none);
   reg(t, EDDY_TIMER_EVENT, 20, 1, &a, &none);
   reg(t, EDDY_TIMER_EVENT, 10, 1, &a, &w);
@@ -268,7 +236,7 @@ static void test_delete(void)
 static void test_pop_limit(void)
 {
   eddy_timers *t = make(128, 0, 127);
-  val k = vint(1), k2 = vstr("a rather longer key, to see its bytes kept");
+  test_val k = test_int(1), k2 = test_str("a rather longer key, to see its bytes kept");
   eddy_timer got = {0, 0, {NULL, 0}, {NULL, 0}};
   CHECK_EQ_INT(eddy_timers_pop(t, EDDY_TIMER_EVENT, INT64_MAX, &got), EDDY_ENOTFOUND);
   reg(t, EDDY_TIMER_EVENT, 10, 4, &k2, &k);
@@ -281,7 +249,7 @@ static void test_pop_limit(void)
 
   /* the popped bytes outlive changes to t until the next pop: an onTimer
    * callback registers and deletes while it reads its key */
-  val filler = vstr("filler");
+  test_val filler = test_str("filler");
   for (int i = 0; i < 1000; i++)
     reg(t, EDDY_TIMER_EVENT, 1000 + i, i % 128, &filler, &none);
   for (int i = 0; i < 1000; i += 2)
@@ -302,13 +270,13 @@ static void test_tie_order(void)
    * encoded bytes: int 1 (0x01) < str "a" (0xa1 0x61) < str "b" < str "ab"
    * (0xa2 ...) < int 200 (0xcc 0xc8) < int -1 (0xff); no namespace sorts
    * first. */
-  val i1 = vint(1), i2 = vint(2), i200 = vint(200), im1 = vint(-1);
-  val a = vstr("a"), b = vstr("b"), ab = vstr("ab"), z = vstr("z");
-  val n0 = vint(0), nw = vstr("w");
+  test_val i1 = test_int(1), i2 = test_int(2), i200 = test_int(200), im1 = test_int(-1);
+  test_val a = test_str("a"), b = test_str("b"), ab = test_str("ab"), z = test_str("z");
+  test_val n0 = test_int(0), nw = test_str("w");
   struct row {
     int64_t ts;
     int kg;
-    const val *key, *ns;
+    const test_val *key, *ns;
   } rows[] = {
       {INT64_MIN, 5, &i200, &none},
       {INT64_MIN, 5, &i200, &n0},
@@ -374,7 +342,7 @@ static void test_tie_order(void)
 static void test_kinds(void)
 {
   eddy_timers *t = make(128, 0, 127);
-  val k = vstr("k");
+  test_val k = test_str("k");
   CHECK_EQ_INT(reg(t, EDDY_TIMER_EVENT, 5, 3, &k, &none), 1);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_PROCESSING, 5, 3, &k, &none), 1);
   CHECK_EQ_INT(reg(t, EDDY_TIMER_PROCESSING, 7, 3, &k, &none), 1);
@@ -404,7 +372,7 @@ static void test_peek(void)
   eddy_timer got, popped;
   CHECK_EQ_INT(eddy_timers_peek(t, EDDY_TIMER_EVENT, &got), EDDY_ENOTFOUND);
   for (int i = 0; i < 500; i++) {
-    val k = vint((int64_t)(rnd() % 50));
+    test_val k = test_int((int64_t)(rnd() % 50));
     reg(t, EDDY_TIMER_EVENT, (int64_t)(rnd() % 40) - 20, 100 + (int)(rnd() % 100), &k, &none);
   }
   size_t n = eddy_timers_count(t, EDDY_TIMER_EVENT);
@@ -412,7 +380,7 @@ static void test_peek(void)
     CHECK_EQ_INT(eddy_timers_peek(t, EDDY_TIMER_EVENT, &got), EDDY_OK);
     CHECK_EQ_INT(eddy_timers_count(t, EDDY_TIMER_EVENT), n - i);
     /* copy what peek saw: its slices die with the pop */
-    val key = {{0}, got.key.len};
+    test_val key = {{0}, got.key.len};
     memcpy(key.b, got.key.data, got.key.len);
     int64_t ts = got.timestamp;
     int kg = got.key_group;
@@ -466,12 +434,12 @@ static void test_each(void)
   eddy_timers *t = make(128, 32, 63);
   int per_kg[32] = {0};
   for (int i = 0; i < 2000; i++) {
-    val k = vint((int64_t)(rnd() % 300)), ns = vint((int64_t)(rnd() % 3));
+    test_val k = test_int((int64_t)(rnd() % 300)), ns = test_int((int64_t)(rnd() % 3));
     int kg = 32 + (int)(rnd() % 32);
     per_kg[kg - 32] += reg(t, EDDY_TIMER_EVENT, (int64_t)(rnd() % 100) - 50, kg, &k,
                            rnd() % 2 ? &ns : &none);
   }
-  val p = vint(3);
+  test_val p = test_int(3);
   reg(t, EDDY_TIMER_PROCESSING, 1, 40, &p, &none);
   int rc;
   seen s = walk(t, EDDY_TIMER_EVENT, -1, &rc);
@@ -572,7 +540,7 @@ static void test_each_meddling(void)
   for (int what = PEEK; what <= RAISE; what++) {
     eddy_timers *t = make(128, 0, 127);
     for (int i = 0; i < 200; i++) {
-      val k = vint((int64_t)(rnd() % 1000));
+      test_val k = test_int((int64_t)(rnd() % 1000));
       reg(t, EDDY_TIMER_EVENT, (int64_t)(rnd() % 50), (int)(rnd() % 128), &k, &none);
     }
     size_t n = eddy_timers_count(t, EDDY_TIMER_EVENT);
@@ -617,7 +585,7 @@ static void test_each_meddling(void)
 static void test_drop_key_group(void)
 {
   eddy_timers *t = make(128, 64, 127);
-  val a = vstr("a"), b = vstr("b");
+  test_val a = test_str("a"), b = test_str("b");
   for (int i = 0; i < 100; i++) {
     reg(t, EDDY_TIMER_EVENT, i, 64 + i % 4, &a, &none);
     reg(t, EDDY_TIMER_PROCESSING, i, 64 + i % 4, &b, &none);
@@ -656,7 +624,7 @@ static void test_drop_key_group(void)
 static void test_bad_args(void)
 {
   eddy_timers *t = make(128, 10, 20);
-  val k = vint(1), w = vint(2);
+  test_val k = test_int(1), w = test_int(2);
   eddy_timer tm = tmr(5, 9, &k, &none);
   int added = -1;
   CHECK_EQ_INT(eddy_timers_register(t, EDDY_TIMER_EVENT, &tm, &added), EDDY_EINVAL);
@@ -789,13 +757,13 @@ static void test_model(void)
 {
   /* a subtask that owns key groups [16, 47] of 64: only keys landing there */
   enum { MAXP = 64, FIRST = 16, LAST = 47 };
-  val keys[MODEL_KEYS], nss[MODEL_NS];
+  test_val keys[MODEL_KEYS], nss[MODEL_NS];
   int kgs[MODEL_KEYS];
   int nkeys = 0;
   for (int i = 0; nkeys < MODEL_KEYS; i++) {
     char s[16];
     snprintf(s, sizeof s, "key%d", i);
-    val k = i % 2 ? vint(i / 2 - 10) : vstr(s);
+    test_val k = i % 2 ? test_int(i / 2 - 10) : test_str(s);
     int kg;
     CHECK_EQ_INT(eddy_key_group(k.b, k.len, MAXP, &kg), EDDY_OK);
     if (kg < FIRST || kg > LAST)
@@ -804,9 +772,9 @@ static void test_model(void)
     keys[nkeys++] = k;
   }
   nss[0] = none;
-  nss[1] = vint(0);
-  nss[2] = vstr("window");
-  nss[3] = vint(-7);
+  nss[1] = test_int(0);
+  nss[2] = test_str("window");
+  nss[3] = test_int(-7);
 
   eddy_timers *t = make(MAXP, FIRST, LAST);
   model m[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
@@ -988,9 +956,9 @@ static void test_out_of_memory(void)
 
   /* registrations that fail leave exactly what was there */
   model m = {NULL, 0, 0};
-  val keys[64];
+  test_val keys[64];
   for (int i = 0; i < 64; i++)
-    keys[i] = vint(i * 1000);
+    keys[i] = test_int(i * 1000);
   int failed_before = enomem, bad = 0;
   for (int i = 0; i < 3000; i++) {
     int ki = (int)(rnd() % 64);
