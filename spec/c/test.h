@@ -7,6 +7,7 @@
 #ifndef EDDY_TEST_H
 #define EDDY_TEST_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,21 @@ static inline void test_rmdir(char *dir)
 {
   eddy_remove_tree(dir);
   free(dir);
+}
+
+/* A formatted path in a ring of buffers, so that a test holds a few at
+ * once without frees; a path kept for long is copied. */
+static inline const char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline const char *pathf(const char *fmt, ...)
+{
+  static char ring[64][4096];
+  static int next;
+  char *b = ring[next++ % 64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b, sizeof ring[0], fmt, ap);
+  va_end(ap);
+  return b;
 }
 
 /* A MessagePack value in a fixed buffer, so that tests keep keys and

@@ -23,19 +23,6 @@
 
 /* ---- helpers ---- */
 
-static const char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *pathf(const char *fmt, ...)
-{
-  static char ring[32][4096];
-  static int next;
-  char *b = ring[next++ % 32];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(b, sizeof ring[0], fmt, ap);
-  va_end(ap);
-  return b;
-}
-
 static int mode_of(const char *p)
 {
   struct stat st;

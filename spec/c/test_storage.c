@@ -33,22 +33,6 @@
 
 /* ---- helpers ---- */
 
-/* A ring of path buffers, so a test can hold a few at once without frees;
- * a path kept for long is copied. */
-static const char *pathf(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static const char *pathf(const char *fmt, ...)
-{
-  static char ring[64][4096];
-  static int next;
-  char *b = ring[next++ % 64];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(b, sizeof ring[0], fmt, ap);
-  va_end(ap);
-  return b;
-}
-
 static int exists(const char *p)
 {
   struct stat st;
